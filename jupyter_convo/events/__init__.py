@@ -1,0 +1,1 @@
+"""Events: the schema, the append-only log and redaction. Imports nothing else of ours."""

@@ -1,0 +1,327 @@
+"""The event schema: one discriminated union on ``kind`` that every layer speaks.
+
+Events are immutable records. Actions come from the agent or the user, observations from the
+environment and answer an action through ``cause``; state events report changes. The JSON
+form is the storage form: ``event_to_json(event_from_json(line)) == line`` for every line we
+write.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_serializer, field_validator
+
+Source = Literal["agent", "user", "environment"]
+SecurityRisk = Literal["unknown", "low", "medium", "high"]
+Confirmation = Literal["none", "awaiting", "confirmed", "rejected"]
+MimeBundle = dict[str, Any]
+
+
+class AgentState(str, Enum):
+    """Where the agent loop is; the controller only moves along allowed edges."""
+
+    LOADING = "loading"
+    RUNNING = "running"
+    AWAITING_USER_INPUT = "awaiting_user_input"
+    AWAITING_USER_CONFIRMATION = "awaiting_user_confirmation"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    FINISHED = "finished"
+    ERROR = "error"
+    RATE_LIMITED = "rate_limited"
+
+
+class ConversationStatus(str, Enum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    ERROR = "ERROR"
+    ARCHIVED = "ARCHIVED"
+
+
+class RuntimeStatus(str, Enum):
+    """Progress of a runtime, reported in ``status`` events."""
+
+    STARTING_RUNTIME = "STARTING_RUNTIME"
+    BUILDING_RUNTIME = "BUILDING_RUNTIME"
+    SETTING_UP_WORKSPACE = "SETTING_UP_WORKSPACE"
+    READY = "READY"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    ERROR = "ERROR"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class EventBase(BaseModel):
+    """Fields common to every event. ``id`` is -1 until the log assigns one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int = -1
+    timestamp: datetime = Field(default_factory=utcnow)
+    source: Source
+    kind: str
+    cause: int | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    @field_serializer("timestamp")
+    def _iso(self, value: datetime) -> str:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ActionBase(EventBase):
+    """An action the agent (or the user) asks the environment to carry out."""
+
+    security_risk: SecurityRisk = "unknown"
+    confirmation: Confirmation = "none"
+    tool_call_id: str | None = None
+    thought: str = ""
+
+
+class ObservationBase(EventBase):
+    source: Source = "environment"
+    tool_call_id: str | None = None
+
+
+# --- conversation -----------------------------------------------------------------------
+
+
+class MessageEvent(EventBase):
+    kind: Literal["message"] = "message"
+    text: str
+    image_urls: list[str] = Field(default_factory=list)
+
+
+class ThinkEvent(ActionBase):
+    kind: Literal["think"] = "think"
+    source: Source = "agent"
+    security_risk: SecurityRisk = "low"
+
+
+class FinishEvent(ActionBase):
+    kind: Literal["finish"] = "finish"
+    source: Source = "agent"
+    security_risk: SecurityRisk = "low"
+    message: str = ""
+
+
+# --- tools ------------------------------------------------------------------------------
+
+
+class CommandEvent(ActionBase):
+    kind: Literal["command"] = "command"
+    source: Source = "agent"
+    command: str
+    timeout: float | None = None
+
+
+class CommandOutputEvent(ObservationBase):
+    kind: Literal["command_output"] = "command_output"
+    command: str = ""
+    exit_code: int | None = None
+    output: str = ""
+    truncated: bool = False
+    timed_out: bool = False
+    cwd: str = ""
+
+
+class PythonEvent(ActionBase):
+    kind: Literal["python"] = "python"
+    source: Source = "agent"
+    code: str
+    timeout: float | None = None
+
+
+class PythonError(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ename: str
+    evalue: str
+    traceback: list[str] = Field(default_factory=list)
+
+
+class PythonOutputEvent(ObservationBase):
+    kind: Literal["python_output"] = "python_output"
+    stdout: str = ""
+    stderr: str = ""
+    result: MimeBundle | None = None
+    display_data: list[MimeBundle] = Field(default_factory=list)
+    error: PythonError | None = None
+    execution_count: int | None = None
+    truncated: bool = False
+    timed_out: bool = False
+
+
+class FileReadEvent(ActionBase):
+    kind: Literal["file_read"] = "file_read"
+    source: Source = "agent"
+    security_risk: SecurityRisk = "low"
+    path: str
+    view_range: list[int] | None = None
+
+
+class FileContentEvent(ObservationBase):
+    kind: Literal["file_content"] = "file_content"
+    path: str = ""
+    content: str = ""
+    error: str | None = None
+    truncated: bool = False
+
+
+FileEditCommand = Literal["create", "str_replace", "insert", "undo"]
+
+
+class FileEditEvent(ActionBase):
+    kind: Literal["file_edit"] = "file_edit"
+    source: Source = "agent"
+    command: FileEditCommand
+    path: str
+    file_text: str | None = None
+    old_str: str | None = None
+    new_str: str | None = None
+    insert_line: int | None = None
+
+
+class FileEditResultEvent(ObservationBase):
+    kind: Literal["file_edit_result"] = "file_edit_result"
+    command: FileEditCommand | None = None
+    path: str = ""
+    diff: str = ""
+    error: str | None = None
+
+
+# --- user answers and state -------------------------------------------------------------
+
+
+class ConfirmationEvent(EventBase):
+    """The user's answer to an action that waited for confirmation (``cause``)."""
+
+    kind: Literal["confirmation"] = "confirmation"
+    source: Source = "user"
+    confirmed: bool
+    reason: str = ""
+
+
+class AgentStateEvent(EventBase):
+    kind: Literal["agent_state"] = "agent_state"
+    source: Source = "environment"
+    state: AgentState
+    reason: str = ""
+
+
+class StatusEvent(EventBase):
+    kind: Literal["status"] = "status"
+    source: Source = "environment"
+    status: str
+    message: str = ""
+
+
+class ErrorEvent(EventBase):
+    kind: Literal["error"] = "error"
+    source: Source = "environment"
+    code: str
+    message: str = ""
+
+
+class TitleEvent(EventBase):
+    """A conversation's title changed (generated, or renamed by its owner)."""
+
+    kind: Literal["title"] = "title"
+    source: Source = "user"
+    title: str
+
+
+class LLMCallEvent(EventBase):
+    kind: Literal["llm_call"] = "llm_call"
+    source: Source = "agent"
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency: float = 0.0
+    response_id: str | None = None
+
+
+Event = Annotated[
+    Union[
+        MessageEvent,
+        ThinkEvent,
+        FinishEvent,
+        CommandEvent,
+        CommandOutputEvent,
+        PythonEvent,
+        PythonOutputEvent,
+        FileReadEvent,
+        FileContentEvent,
+        FileEditEvent,
+        FileEditResultEvent,
+        ConfirmationEvent,
+        AgentStateEvent,
+        StatusEvent,
+        ErrorEvent,
+        TitleEvent,
+        LLMCallEvent,
+    ],
+    Field(discriminator="kind"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_KINDS: tuple[str, ...] = (
+    "message",
+    "think",
+    "finish",
+    "command",
+    "command_output",
+    "python",
+    "python_output",
+    "file_read",
+    "file_content",
+    "file_edit",
+    "file_edit_result",
+    "confirmation",
+    "agent_state",
+    "status",
+    "error",
+    "title",
+    "llm_call",
+)
+ACTION_KINDS: frozenset[str] = frozenset(
+    {"think", "finish", "command", "python", "file_read", "file_edit"}
+)
+OBSERVATION_KINDS: frozenset[str] = frozenset(
+    {"command_output", "python_output", "file_content", "file_edit_result"}
+)
+
+
+def event_from_json(data: str | bytes) -> Event:
+    """Parse one stored or received event (raises ``pydantic.ValidationError``)."""
+    return EVENT_ADAPTER.validate_json(data)
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    return EVENT_ADAPTER.validate_python(data)
+
+
+def event_to_json(event: EventBase) -> str:
+    """The canonical one-line JSON form (no redaction: see ``redact.SecretRegistry``)."""
+    return event.model_dump_json()
+
+
+def event_to_dict(event: EventBase) -> dict[str, Any]:
+    return event.model_dump(mode="json")
+
+
+def is_action(event: EventBase) -> bool:
+    return event.kind in ACTION_KINDS
