@@ -1,0 +1,50 @@
+"""Agent settings: everything a runtime needs to run one conversation's agent loop.
+
+Resolved by the server (per-conversation options > user settings > server config >
+environment) and sent to the runtime in ``POST /api/conversations``. The API key is a
+``SecretStr`` so it never prints; the runtime registers it with the redactor.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class LLMConfig(BaseModel):
+    """How to reach an OpenAI-compatible Chat Completions endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    temperature: float | None = 0.0
+    max_output_tokens: int | None = None
+    timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    retry_base_delay: float = Field(default=1.0, ge=0)
+    stream: bool = True
+    # USD per token; 0 when unknown (cost then stays 0 and is reported as such).
+    input_cost_per_token: float = Field(default=0.0, ge=0)
+    output_cost_per_token: float = Field(default=0.0, ge=0)
+
+
+class AgentSettings(BaseModel):
+    """Limits and behaviour of one agent loop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    max_iterations: int = Field(default=100, ge=1)
+    max_budget_per_task: float | None = Field(default=None, gt=0)
+    confirmation_mode: bool = False
+    stuck_detection: bool = True
+    command_timeout: float = Field(default=120.0, gt=0)
+    python_timeout: float = Field(default=300.0, gt=0)
+    max_output_chars: int = Field(default=30_000, ge=1_000)
+    # Extra secret values (tokens the user handed the agent): redacted everywhere and
+    # exported to the terminal's environment under their names.
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # A notebook kernel's connection file: the python tool then runs in that kernel.
+    kernel_connection_file: str | None = None
+    extra_instructions: str = ""
