@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_serializer, field_validator
 
@@ -255,25 +255,7 @@ class LLMCallEvent(EventBase):
 
 
 Event = Annotated[
-    Union[
-        MessageEvent,
-        ThinkEvent,
-        FinishEvent,
-        CommandEvent,
-        CommandOutputEvent,
-        PythonEvent,
-        PythonOutputEvent,
-        FileReadEvent,
-        FileContentEvent,
-        FileEditEvent,
-        FileEditResultEvent,
-        ConfirmationEvent,
-        AgentStateEvent,
-        StatusEvent,
-        ErrorEvent,
-        TitleEvent,
-        LLMCallEvent,
-    ],
+    MessageEvent | ThinkEvent | FinishEvent | CommandEvent | CommandOutputEvent | PythonEvent | PythonOutputEvent | FileReadEvent | FileContentEvent | FileEditEvent | FileEditResultEvent | ConfirmationEvent | AgentStateEvent | StatusEvent | ErrorEvent | TitleEvent | LLMCallEvent,
     Field(discriminator="kind"),
 ]
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..agent.metrics import Metrics
 from ..agent.settings import AgentSettings
+from ..events.inputs import AgentStateInput, ConfirmationInput, MessageInput, UserInput
+
+__all__ = [
+    "AgentStateInput",
+    "ConfirmationInput",
+    "ConversationInfo",
+    "CreateConversationRequest",
+    "InitialMessage",
+    "MessageInput",
+    "Metrics",
+    "UserInput",
+]
 
 
 class InitialMessage(BaseModel):
@@ -25,44 +38,6 @@ class CreateConversationRequest(BaseModel):
     workspace: str | None = None
     replay: dict[str, Any] | None = None
     session_api_key: str | None = None
-
-
-class MessageInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["message"] = "message"
-    text: str = Field(min_length=1)
-    image_urls: list[str] = Field(default_factory=list)
-
-
-class ConfirmationInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["confirmation"] = "confirmation"
-    action_id: int = Field(ge=0)
-    confirmed: bool
-    reason: str = ""
-
-
-class AgentStateInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["agent_state"] = "agent_state"
-    state: Literal["paused", "running", "stopped"]
-
-
-UserInput = Annotated[
-    Union[MessageInput, ConfirmationInput, AgentStateInput], Field(discriminator="kind")
-]
-
-
-class Metrics(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    llm_calls: int = 0
-    iterations: int = 0
-    latency: float = 0.0
 
 
 class ConversationInfo(BaseModel):
