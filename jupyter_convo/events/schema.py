@@ -255,7 +255,25 @@ class LLMCallEvent(EventBase):
 
 
 Event = Annotated[
-    MessageEvent | ThinkEvent | FinishEvent | CommandEvent | CommandOutputEvent | PythonEvent | PythonOutputEvent | FileReadEvent | FileContentEvent | FileEditEvent | FileEditResultEvent | ConfirmationEvent | AgentStateEvent | StatusEvent | ErrorEvent | TitleEvent | LLMCallEvent,
+    (
+        MessageEvent
+        | ThinkEvent
+        | FinishEvent
+        | CommandEvent
+        | CommandOutputEvent
+        | PythonEvent
+        | PythonOutputEvent
+        | FileReadEvent
+        | FileContentEvent
+        | FileEditEvent
+        | FileEditResultEvent
+        | ConfirmationEvent
+        | AgentStateEvent
+        | StatusEvent
+        | ErrorEvent
+        | TitleEvent
+        | LLMCallEvent
+    ),
     Field(discriminator="kind"),
 ]
 
