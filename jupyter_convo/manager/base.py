@@ -1,0 +1,160 @@
+"""The ConversationManager contract: the server's owner of agent loops and their runtimes.
+
+The server's route handlers talk to conversations only through this interface, so a
+different manager (another sandbox kind, a cluster) drops in behind the same routes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..agent.settings import AgentSettings, LLMConfig
+from ..events.inputs import UserInput
+from ..events.schema import Event
+from ..runtime.models import InitialMessage
+from ..store.conversations import ConversationMetadata, StartTask
+
+
+class AgentLoopInfo(BaseModel):
+    """A running agent loop as the server sees it."""
+
+    conversation_id: str
+    user_id: str | None
+    status: str  # ConversationStatus value
+    sandbox: str  # "process" | "docker"
+    runtime_url: str | None = None
+    runtime_id: str | None = None  # pid or container id
+    started_at: datetime | None = None
+    last_updated_at: datetime | None = None
+
+
+class FileUpload(BaseModel):
+    name: str
+    content: bytes
+
+
+class UploadResult(BaseModel):
+    uploaded: list[str]
+    skipped: list[dict[str, str]]  # {"name": ..., "reason": ...}
+
+
+class ConversationNotFound(LookupError):
+    """No such conversation for this user (the server answers 404)."""
+
+
+class ConversationNotRunning(RuntimeError):
+    """The operation needs a running runtime (the server answers 409)."""
+
+
+class ConversationManager(ABC):
+    """Start, stop, reach and watch conversations' agent loops."""
+
+    # --- lifecycle of the manager ---------------------------------------------------------
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Find runtimes that survived a server restart; start the warm pool."""
+
+    @abstractmethod
+    async def shutdown(self) -> None:
+        """Close upstream connections; stop runtimes unless configured to keep them."""
+
+    # --- conversations ----------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_conversation(
+        self,
+        *,
+        user_id: str | None,
+        settings: AgentSettings,
+        initial_message: InitialMessage | None = None,
+        title: str | None = None,
+        workspace: str | None = None,
+        sandbox: str | None = None,
+        trigger: str = "gui",
+        replay: dict[str, Any] | None = None,
+    ) -> StartTask:
+        """Record the conversation and a start task, and start it in the background."""
+
+    @abstractmethod
+    async def start_task_updates(self, task_id: str) -> AsyncIterator[StartTask]:
+        """Every state of a start task from now until READY or ERROR."""
+
+    @abstractmethod
+    async def maybe_start_agent_loop(
+        self,
+        conversation_id: str,
+        *,
+        user_id: str | None,
+        settings: AgentSettings | None = None,
+        initial_message: InitialMessage | None = None,
+    ) -> AgentLoopInfo:
+        """Start (or restart from its log) the conversation's runtime unless it runs."""
+
+    @abstractmethod
+    async def is_agent_loop_running(self, conversation_id: str) -> bool: ...
+
+    @abstractmethod
+    async def get_running_agent_loops(
+        self, user_id: str | None = None, filter_to_ids: set[str] | None = None
+    ) -> set[str]: ...
+
+    @abstractmethod
+    async def get_agent_loop_info(
+        self, user_id: str | None = None, filter_to_ids: set[str] | None = None
+    ) -> list[AgentLoopInfo]: ...
+
+    @abstractmethod
+    async def send_event_to_conversation(self, conversation_id: str, data: UserInput) -> None:
+        """Forward a user input to the runtime (ConversationNotRunning if it is down)."""
+
+    @abstractmethod
+    async def close_session(self, conversation_id: str) -> None:
+        """Graceful stop: ask the runtime, poll its status up to 3 times, then kill."""
+
+    @abstractmethod
+    async def delete_conversation(self, conversation_id: str) -> None:
+        """Stop, then remove runtime files, metadata and log."""
+
+    @abstractmethod
+    async def ensure_num_conversations_below_limit(self, user_id: str | None) -> list[str]:
+        """Stop the oldest running conversations (by updated_at) over the user's limit,
+        after sending each an ``error`` event AGENT_ERROR$TOO_MANY_CONVERSATIONS."""
+
+    @abstractmethod
+    async def subscribe(self, conversation_id: str, after_id: int = -1) -> AsyncIterator[Event]:
+        """Stored events after ``after_id``, then live ones, from the runtime or the log."""
+
+    @abstractmethod
+    async def publish(self, conversation_id: str, event: Event) -> None:
+        """Deliver a server-made event (e.g. a title change) to current subscribers."""
+
+    # --- workspace and LLM ------------------------------------------------------------------
+
+    @abstractmethod
+    async def list_files(self, conversation_id: str, path: str | None = None) -> list[str]: ...
+
+    @abstractmethod
+    async def select_file(self, conversation_id: str, file: str) -> str: ...
+
+    @abstractmethod
+    async def upload_files(self, conversation_id: str, files: list[FileUpload]) -> UploadResult:
+        """Write uploads into the workspace."""
+
+    @abstractmethod
+    async def workspace_zip(self, conversation_id: str) -> bytes: ...
+
+    @abstractmethod
+    async def request_llm_completion(
+        self, conversation_id: str, llm_config: LLMConfig, messages: list[dict[str, str]]
+    ) -> str:
+        """A side completion with the conversation's LLM (e.g. remember-prompt)."""
+
+    def metadata(self, conversation_id: str, user_id: str | None) -> ConversationMetadata:
+        """The conversation if ``user_id`` may see it, else ConversationNotFound."""
+        raise NotImplementedError
