@@ -233,6 +233,11 @@ class ErrorEvent(EventBase):
     source: Source = "environment"
     code: str
     message: str = ""
+    # Set when the error answers an LLM tool call (bad arguments, unknown tool, a tool that
+    # failed): the history then shows it to the LLM as that call's result.
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    tool_arguments: str | None = None
 
 
 class TitleEvent(EventBase):
