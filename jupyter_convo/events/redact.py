@@ -32,7 +32,8 @@ class SecretRegistry:
         """Register one secret; short or empty values are ignored."""
         if not value or len(value) < MIN_SECRET_LENGTH:
             return
-        spellings = {value, json.dumps(value)[1:-1]}
+        # As typed, and JSON-escaped both ASCII-only and UTF-8 (pydantic writes UTF-8).
+        spellings = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
         with self._lock:
             if spellings <= self._values:
                 return
