@@ -1,0 +1,1 @@
+pytest_plugins = ["jupyter_convo.testing.pytest_plugin"]
