@@ -7,7 +7,15 @@ environment) and sent to the runtime in ``POST /api/conversations``. The API key
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
+
+# Pass this as ``model_dump(context=...)`` only when sending settings to a runtime over its
+# authenticated loopback API: secrets are then written in clear instead of masked.
+REVEAL_SECRETS = {"reveal_secrets": True}
+
+
+def _reveals(info: SerializationInfo) -> bool:
+    return bool(isinstance(info.context, dict) and info.context.get("reveal_secrets"))
 
 
 class LLMConfig(BaseModel):
@@ -27,6 +35,12 @@ class LLMConfig(BaseModel):
     # USD per token; 0 when unknown (cost then stays 0 and is reported as such).
     input_cost_per_token: float = Field(default=0.0, ge=0)
     output_cost_per_token: float = Field(default=0.0, ge=0)
+
+    @field_serializer("api_key", when_used="json")
+    def _api_key(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
+        if value is None:
+            return None
+        return value.get_secret_value() if _reveals(info) else str(value)
 
 
 class AgentSettings(BaseModel):
@@ -48,3 +62,12 @@ class AgentSettings(BaseModel):
     # A notebook kernel's connection file: the python tool then runs in that kernel.
     kernel_connection_file: str | None = None
     extra_instructions: str = ""
+
+    @field_serializer("secrets", when_used="json")
+    def _secrets(self, value: dict[str, SecretStr], info: SerializationInfo) -> dict[str, str]:
+        reveal = _reveals(info)
+        return {name: s.get_secret_value() if reveal else str(s) for name, s in value.items()}
+
+    def to_wire(self) -> dict[str, object]:
+        """JSON form with secrets in clear, for the runtime's authenticated API only."""
+        return self.model_dump(mode="json", context=REVEAL_SECRETS)
