@@ -37,3 +37,12 @@ class Tool(ABC):
 
     async def close(self) -> None:  # noqa: B027 - most tools hold nothing
         """Release processes or kernels the tool started."""
+
+    async def interrupt(self) -> None:
+        """Called after an ``execute`` was cancelled (the user stopped the agent).
+
+        The tool must be usable for the next action afterwards. The default closes it, so
+        a tool that starts its process lazily gets a fresh one; override to interrupt the
+        work in place and keep the session's state (cwd, variables).
+        """
+        await self.close()
