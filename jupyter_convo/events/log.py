@@ -60,12 +60,22 @@ log = logging.getLogger(__name__)
 SOURCES: frozenset[str] = frozenset({"agent", "user", "environment"})
 MAX_PAGE_LIMIT = 1000
 PREVIEW_CHARS = 120
-DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
+# Counted in stored line bytes; a parsed event takes about 4 times its line in memory.
+DEFAULT_CACHE_BYTES = 4 * 1024 * 1024
 _READ_CHUNK = 4 * 1024 * 1024  # scanning the file on open / refresh
 _MAX_SPAN = 8 * 1024 * 1024  # largest single read when loading neighbouring lines
 _TEXT_BATCH = 512  # lines read at once by the text filter
 
 Subscriber = Callable[[Event], None]
+
+# The compiled validator itself: the same checks as EVENT_ADAPTER.validate_json, less overhead.
+_validate_json = EVENT_ADAPTER.validator.validate_json
+
+
+def _parse(line: bytes | str) -> Event:
+    """One stored line as an event (raises ``pydantic.ValidationError``)."""
+    event: Event = _validate_json(line)
+    return event
 
 
 class EventLogError(RuntimeError):
@@ -194,15 +204,14 @@ class _Index:
         self.by_kind: dict[str, array.array[int]] = {}
         self.by_source: dict[str, array.array[int]] = {}
 
+        self.last_id = -1
+
     def __len__(self) -> int:
         return len(self.ids)
 
-    @property
-    def last_id(self) -> int:
-        return self.ids[-1] if self.ids else -1
-
     def add(self, event_id: int, offset: int, length: int, kind: str, source: str) -> None:
         position = len(self.ids)
+        self.last_id = event_id
         self.ids.append(event_id)
         self.offsets.append(offset)
         self.lengths.append(length)
@@ -211,8 +220,14 @@ class _Index:
         source = sys.intern(source)
         self.kinds.append(kind)
         self.sources.append(source)
-        self.by_kind.setdefault(kind, array.array("q")).append(position)
-        self.by_source.setdefault(source, array.array("q")).append(position)
+        by_kind = self.by_kind.get(kind)
+        if by_kind is None:
+            by_kind = self.by_kind[kind] = array.array("q")
+        by_kind.append(position)
+        by_source = self.by_source.get(source)
+        if by_source is None:
+            by_source = self.by_source[source] = array.array("q")
+        by_source.append(position)
 
     def position(self, event_id: int) -> int | None:
         pos = bisect.bisect_left(self.ids, event_id)
@@ -327,6 +342,7 @@ class EventLog:
         self._index = _Index()
         self._cache = _Cache(cache_bytes)
         self._end = 0  # byte offset just after the last complete line
+        self._cache_from = 0  # lines before this offset are not cached while loading
         self._lines = 0  # complete lines consumed, for line numbers in reports
         self._closed = False
         self._subscribers: list[Subscriber] = []
@@ -387,6 +403,8 @@ class EventLog:
     def _consume(self, size: int, *, notify: bool) -> bytes:
         """Index the complete lines between ``self._end`` and ``size``; return the tail."""
         assert self._fd is not None
+        # Only the newest lines would survive in the cache: skip caching the older ones.
+        self._cache_from = size - self._cache.max_bytes
         pending = bytearray()  # a line longer than a chunk grows here without re-copying
         offset = self._end
         while offset < size:
@@ -413,11 +431,11 @@ class EventLog:
         self._lines += 1
         reason: str | None = None
         event: Event | None = None
-        if not line.strip():
+        if not line or line.isspace():
             reason = "empty line"
         else:
             try:
-                event = EVENT_ADAPTER.validate_json(line)
+                event = _parse(line)
             except ValidationError as exc:
                 reason = _parse_error(exc)
         last_id = self._index.last_id
@@ -430,7 +448,8 @@ class EventLog:
             self.gaps.append((last_id + 1, event.id - 1))
             log.warning("Event ids jump from %d to %d in %s", last_id, event.id, self.path)
         self._index.add(event.id, offset, len(line), event.kind, event.source)
-        self._cache.put(event, len(line))
+        if offset >= self._cache_from:
+            self._cache.put(event, len(line))
         return event
 
     def _skip(self, offset: int, line: bytes, reason: str) -> None:
@@ -505,7 +524,7 @@ class EventLog:
         text = event_to_json(event.model_copy(update={"id": event_id}))
         redacted = self.secrets.redact(text) if self.secrets is not None else text
         try:
-            stored = EVENT_ADAPTER.validate_json(redacted)
+            stored = _parse(redacted)
         except ValidationError as exc:
             if redacted == text:
                 raise EventLogError(
@@ -719,7 +738,7 @@ class EventLog:
         lines = self._raw_lines(index, missing)
         for pos, line in lines.items():
             try:
-                parsed[pos] = EVENT_ADAPTER.validate_json(line)
+                parsed[pos] = _parse(line)
             except ValidationError as exc:
                 raise EventLogError(
                     f"{self.path} changed under the log at byte {index.offsets[pos]}: "
