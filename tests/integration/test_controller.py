@@ -482,6 +482,36 @@ async def test_stop_interrupts_a_long_command_and_the_shell_stays_usable(
     assert first_result == INTERRUPTED_RESULT or "interrupt" in first_result.lower()
 
 
+async def test_stop_interrupts_python_and_the_next_cell_runs(
+    make_agent: Callable[..., Agent], scripted_llm: ScriptedLLM
+) -> None:
+    slow = "import time\nopen('started.fifo', 'w').write('started\\n')\ntime.sleep(30)"
+    scripted_llm.add_script(
+        [
+            tool_call("python", {"code": slow, "security_risk": "low"}),
+            tool_call("python", {"code": "print(6 * 7)", "security_risk": "low"}),
+            reply("Back."),
+        ]
+    )
+    agent = make_agent()
+    fifo = agent.workspace.root / "started.fifo"
+    os.mkfifo(fifo)
+    await agent.controller.start("sleep in python")
+    try:
+        started = await asyncio.wait_for(asyncio.to_thread(fifo.read_text), TIMEOUT)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert started == "started\n"
+    await asyncio.wait_for(agent.controller.stop(), TIMEOUT)
+    assert agent.controller.state is S.STOPPED
+
+    await agent.controller.handle_input(MessageInput(text="again"))
+    await agent.settle(S.AWAITING_USER_INPUT)
+    (output,) = agent.events("python_output")
+    assert output.stdout == "42\n"  # type: ignore[union-attr]
+
+
 async def test_restart_continues_from_the_log(
     make_agent: Callable[..., Agent], scripted_llm: ScriptedLLM
 ) -> None:
