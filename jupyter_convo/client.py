@@ -10,11 +10,12 @@ on the convo routes, else a ``ServerNotFound`` error that says what to do.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -383,6 +384,29 @@ class ConvoClient:
 
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    @property
+    def aio(self) -> AsyncConvoClient:
+        """The async client behind this one, for coroutines run with ``submit``."""
+        client: AsyncConvoClient = self._async
+        return client
+
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Run ``coroutine`` on this client's loop without waiting for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` in this client's loop thread."""
+        self._loop.call_soon_threadsafe(callback, *args)
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` in this client's loop thread after ``delay`` seconds."""
+        self._loop.call_soon_threadsafe(self._loop.call_later, delay, callback, *args)
+
+    @property
+    def in_loop_thread(self) -> bool:
+        """True in this client's own thread, where blocking calls would deadlock."""
+        return threading.current_thread() is self._thread
 
     def close(self) -> None:
         if self._loop.is_running():
