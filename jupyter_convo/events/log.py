@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from .redact import SecretRegistry
 from .schema import EVENT_ADAPTER, EVENT_KINDS, Event, EventBase, event_to_dict, event_to_json
@@ -175,10 +176,11 @@ class _TextFilter:
 
     def __init__(self, text: str) -> None:
         escaped = json.dumps(text, ensure_ascii=False)[1:-1]
-        needles = {text.casefold(), escaped.casefold()}
-        self._ascii = all(needle.isascii() for needle in needles)
-        self._bytes = tuple(needle.encode() for needle in needles)
-        self._text = tuple(needles)
+        self._ascii = text.isascii()  # decided on the text: "ß".casefold() is ASCII "ss"
+        self._bytes: tuple[bytes, ...] = ()
+        if self._ascii:
+            self._bytes = tuple({needle.lower().encode() for needle in (text, escaped)})
+        self._text = tuple({needle.casefold() for needle in (text, escaped)})
 
     def __call__(self, line: bytes) -> bool:
         if self._ascii:
@@ -203,7 +205,6 @@ class _Index:
         self.sources: list[str] = []
         self.by_kind: dict[str, array.array[int]] = {}
         self.by_source: dict[str, array.array[int]] = {}
-
         self.last_id = -1
 
     def __len__(self) -> int:
@@ -478,14 +479,21 @@ class EventLog:
             if self._fd is None:
                 self._open_reader()
                 return len(self._index)
-            size = os.fstat(self._fd).st_size
-            if size < self._end:
-                log.warning("%s shrank under a reader; reloading it", self.path)
+            opened = os.fstat(self._fd)
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                return 0  # deleted: keep what was read
+            if current.st_ino != opened.st_ino or current.st_size < self._end:
+                # Replaced or truncated (e.g. re-imported): start again from the new file.
+                log.warning("%s was replaced under a reader; reloading it", self.path)
                 self._reset()
-                self._consume(size, notify=False)
+                os.close(self._fd)
+                self._fd = None
+                self._open_reader()
                 return len(self._index)
             before = len(self._index)
-            self._consume(size, notify=True)
+            self._consume(current.st_size, notify=True)
             return len(self._index) - before
 
     def _reset(self) -> None:
@@ -521,7 +529,10 @@ class EventLog:
 
     def _serialize(self, event: EventBase, event_id: int) -> tuple[bytes, Event]:
         """The redacted line and the event parsed back from it (so both agree exactly)."""
-        text = event_to_json(event.model_copy(update={"id": event_id}))
+        try:
+            text = event_to_json(event.model_copy(update={"id": event_id}))
+        except PydanticSerializationError as exc:
+            raise EventLogError(f"a {event.kind!r} event cannot be stored: {exc}") from exc
         redacted = self.secrets.redact(text) if self.secrets is not None else text
         try:
             stored = _parse(redacted)
@@ -777,21 +788,24 @@ class EventLog:
         Raises ``EventLogError`` if the log is closed.
         """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        waiter = (loop, future)
-        with self._lock:
-            self._check_open()
-            ready = self._index.last_id > after_id
-            if not ready:
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            future: asyncio.Future[None] = loop.create_future()
+            waiter = (loop, future)
+            with self._lock:
+                self._check_open()
+                if self._index.last_id > after_id:
+                    break
                 self._waiters.add(waiter)
-        if not ready:
             try:
-                await asyncio.wait_for(future, timeout)
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait_for(future, remaining)
             except asyncio.TimeoutError:
                 return []
             finally:
                 with self._lock:
                     self._waiters.discard(waiter)
+            # Woken by an event at or below after_id (the caller is ahead): wait on.
         return self.read(after_id, limit)
 
     def _notify(self, event: Event) -> None:

@@ -33,6 +33,7 @@ from jupyter_convo.events.schema import (
     EventBase,
     LLMCallEvent,
     MessageEvent,
+    PythonOutputEvent,
     ThinkEvent,
     event_to_json,
 )
@@ -158,6 +159,8 @@ def test_an_event_that_cannot_be_read_back_is_refused(log: EventLog, path: Path)
         log.append(LLMCallEvent(model="m", cost=float("nan")))  # JSON has no NaN
     with pytest.raises(EventLogError, match="cannot be stored"):
         log.append(EventBase(source="agent", kind="teleport"))
+    with pytest.raises(EventLogError, match="'python_output' event cannot be stored"):
+        log.append(PythonOutputEvent(result={"text/plain": object()}))
     assert log.next_id == 1
     assert len(lines_of(path)) == 1
 
@@ -214,6 +217,7 @@ def test_text_search_is_case_insensitive_on_the_stored_line(log: EventLog) -> No
     log.append(message("Région NORD\nline two"))
     log.append(message('say "hi" to Ünïcode'))
     log.append(message("plain"))
+    log.append(message("Straße"))
 
     def ids(text: str) -> list[int]:
         return [e.id for e in log.search(text=text).items]
@@ -223,7 +227,10 @@ def test_text_search_is_case_insensitive_on_the_stored_line(log: EventLog) -> No
     assert ids('"hi"') == [1]  # as typed...
     assert ids('\\"hi\\"') == [1]  # ...or as stored
     assert ids("nord\nline") == [0]
-    assert ids('"kind":"message"') == [0, 1, 2]
+    assert ids('"kind":"message"') == [0, 1, 2, 3]
+    assert ids("STRASSE") == []  # ASCII text matches ASCII letters only...
+    assert ids("straße") == [3]  # ...non-ASCII text matches case-folded
+    assert ids("STRAẞE") == [3]
     assert ids("nowhere") == []
 
 
@@ -507,6 +514,22 @@ def test_a_reader_reloads_a_file_that_shrank(path: Path) -> None:
         assert [e.id for e in reader.read()] == [0]
 
 
+def test_a_reader_reloads_a_file_that_was_replaced(path: Path) -> None:
+    with EventLog(path) as log:
+        first = log.append(message("old conversation"))
+    with EventLog(path, read_only=True) as reader:
+        assert reader.read() == [first]
+        replacement = path.with_name("imported.jsonl")
+        with EventLog(replacement) as other:
+            new = [other.append(message(f"imported {i}")) for i in range(3)]
+        os.replace(replacement, path)
+        assert reader.refresh() == 3
+        assert reader.read() == new
+        path.unlink()
+        assert reader.refresh() == 0  # a deleted file keeps what was read
+        assert reader.read() == new
+
+
 def test_a_closed_log_refuses_work(path: Path) -> None:
     log = EventLog(path)
     log.append(message("x"))
@@ -577,6 +600,18 @@ async def test_every_waiter_is_woken(log: EventLog) -> None:
     stored = log.append(message("for all"))
     results = await asyncio.wait_for(asyncio.gather(*waiters), WAIT)
     assert results == [[stored]] * 5
+
+
+async def test_wait_ignores_events_it_is_not_waiting_for(log: EventLog) -> None:
+    waiting = asyncio.ensure_future(log.wait(after_id=1, timeout=WAIT))
+    await asyncio.sleep(0)
+    log.append(message("id 0"))
+    for _ in range(5):  # let the waiter see id 0 and go back to waiting
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    log.append(message("id 1"))
+    wanted = log.append(message("id 2"))
+    assert await asyncio.wait_for(waiting, WAIT) == [wanted]
 
 
 async def test_wait_times_out_with_nothing(log: EventLog) -> None:
