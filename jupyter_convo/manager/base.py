@@ -7,7 +7,7 @@ different manager (another sandbox kind, a cluster) drops in behind the same rou
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +51,24 @@ class ConversationNotRunning(RuntimeError):
     """The operation needs a running runtime (the server answers 409)."""
 
 
+class ConversationStartError(RuntimeError):
+    """The runtime could not be started or bound; the message says why (the server
+    answers 500, or 503 when it is a resource problem)."""
+
+
+class StartTaskNotFound(LookupError):
+    """No such start task (the server answers 404)."""
+
+
+class WorkspaceRequestError(ValueError):
+    """A workspace file request that cannot be served; ``status`` is the HTTP answer:
+    400 (bad or escaping path), 404 (missing), 413 (too large), 415 (binary file)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class ConversationManager(ABC):
     """Start, stop, reach and watch conversations' agent loops."""
 
@@ -82,8 +100,9 @@ class ConversationManager(ABC):
         """Record the conversation and a start task, and start it in the background."""
 
     @abstractmethod
-    async def start_task_updates(self, task_id: str) -> AsyncIterator[StartTask]:
-        """Every state of a start task from now until READY or ERROR."""
+    def start_task_updates(self, task_id: str) -> AsyncGenerator[StartTask, None]:
+        """Every state of a start task from now until READY or ERROR (an async generator:
+        ``async for update in manager.start_task_updates(task_id)``); StartTaskNotFound."""
 
     @abstractmethod
     async def maybe_start_agent_loop(
@@ -127,12 +146,18 @@ class ConversationManager(ABC):
         after sending each an ``error`` event AGENT_ERROR$TOO_MANY_CONVERSATIONS."""
 
     @abstractmethod
-    async def subscribe(self, conversation_id: str, after_id: int = -1) -> AsyncIterator[Event]:
-        """Stored events after ``after_id``, then live ones, from the runtime or the log."""
+    def subscribe(self, conversation_id: str, after_id: int = -1) -> AsyncGenerator[Event, None]:
+        """Stored events after ``after_id``, then live ones, from the runtime or the log
+        (an async generator: ``async for event in manager.subscribe(cid)``; close it with
+        ``aclose()`` when leaving early). Ends when the conversation is deleted or the
+        manager shuts down; stays open across a stop and restart of the runtime."""
 
     @abstractmethod
     async def publish(self, conversation_id: str, event: Event) -> None:
-        """Deliver a server-made event (e.g. a title change) to current subscribers."""
+        """Deliver a server-made event (e.g. a title change) to current subscribers.
+
+        It is not written to the log (the runtime is the log's only writer while it runs)
+        and keeps the id it was given (normally -1), so it never disturbs id order."""
 
     # --- workspace and LLM ------------------------------------------------------------------
 

@@ -1,0 +1,292 @@
+"""The event relay: one upstream WebSocket per running conversation, any number of readers.
+
+Every subscriber gets the conversation's events in id order, each once: first the stored
+ones after its ``after_id`` (read from ``events.jsonl``, which the runtime writes before it
+broadcasts), then live frames. A live frame that skips ids sends the subscriber back to the
+log for the missing ones, so nothing is lost when a subscriber joins mid-stream or falls
+behind. When the runtime is down there is no upstream and subscribers are served from the
+log alone; events the server itself appends (e.g. RUNTIME_DIED) arrive through
+``sync_from_log``.
+
+Server-made notices (``publish``, e.g. a title change) go to current subscribers only: they
+are not in the log and keep the id they were given (normally -1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from ..events.log import EventLog
+from ..events.schema import Event, event_from_json
+from .runtime_client import SESSION_KEY_HEADER
+
+log = logging.getLogger(__name__)
+
+LOG_BATCH = 500
+# A subscriber this far behind is sent back to the log instead of buffering more.
+DEFAULT_MAILBOX_LIMIT = 10_000
+# Events carry whole tool outputs and images.
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+READER_CACHE_BYTES = 4 * 1024 * 1024
+CONNECT_TIMEOUT = 10.0
+
+
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_CLOSED = _Marker("CLOSED")
+_CATCH_UP = _Marker("CATCH_UP")
+_Item = Event | _Marker
+
+
+class _Mailbox:
+    """One subscriber's queue; on overflow it is emptied and told to catch up."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[_Item] = deque()
+        self._ready = asyncio.Event()
+        self._limit = limit
+
+    def push(self, item: _Item) -> None:
+        if len(self._items) >= self._limit and item is not _CLOSED:
+            self._items.clear()
+            item = _CATCH_UP
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self) -> _Item:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+class EventRelay:
+    """Fans one conversation's events out to subscribers (see the module doc)."""
+
+    def __init__(
+        self,
+        conversation_id: str,
+        log_path: Path,
+        *,
+        last_id: int = -1,
+        on_event: Callable[[Event], None] | None = None,
+        on_upstream_closed: Callable[[str], None] | None = None,
+        mailbox_limit: int = DEFAULT_MAILBOX_LIMIT,
+    ) -> None:
+        self.conversation_id = conversation_id
+        self.log_path = log_path
+        # The highest event id relayed so far (events up to it went to on_event).
+        self.last_id = last_id
+        self._on_event = on_event
+        self._on_upstream_closed = on_upstream_closed
+        self._mailbox_limit = mailbox_limit
+        self._mailboxes: set[_Mailbox] = set()
+        self._reader: EventLog | None = None
+        self._reader_lock = threading.Lock()
+        self._upstream: asyncio.Task[None] | None = None
+        self._connection: WebSocketClientConnection | None = None
+        self._detaching = False
+        self.closed = False
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def attached(self) -> bool:
+        return self._upstream is not None and not self._upstream.done()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._mailboxes)
+
+    def _accept(self, event: Event) -> None:
+        """Relay one logged event: once, in id order."""
+        if event.id <= self.last_id:
+            return
+        self.last_id = event.id
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("metadata update for %s failed", self.conversation_id)
+        for mailbox in self._mailboxes:
+            mailbox.push(event)
+
+    def publish(self, event: Event) -> None:
+        """Deliver a server-made notice to current subscribers (not logged)."""
+        for mailbox in self._mailboxes:
+            mailbox.push(event)
+
+    # --- the log --------------------------------------------------------------------------
+
+    def _read_log(self, after_id: int, limit: int) -> list[Event]:
+        """Stored events after ``after_id`` (runs in a worker thread)."""
+        with self._reader_lock:
+            if self.closed:
+                return []
+            if self._reader is None:
+                self._reader = EventLog(
+                    self.log_path, read_only=True, cache_bytes=READER_CACHE_BYTES
+                )
+            self._reader.refresh()
+            return self._reader.read(after_id=after_id, limit=limit)
+
+    async def read_log(self, after_id: int, limit: int = LOG_BATCH) -> list[Event]:
+        return await asyncio.to_thread(self._read_log, after_id, limit)
+
+    async def sync_from_log(self) -> int:
+        """Relay stored events past ``last_id`` (only while no upstream is attached, so the
+        log is the one source); returns how many there were."""
+        if self.attached:
+            raise RuntimeError("sync_from_log while an upstream is attached")
+        count = 0
+        while batch := await self.read_log(self.last_id):
+            for event in batch:
+                self._accept(event)
+            count += len(batch)
+        return count
+
+    # --- upstream -------------------------------------------------------------------------
+
+    def attach(self, base_url: str, session_key: str) -> None:
+        """Connect to the runtime's event stream from ``last_id`` on."""
+        if self.closed:
+            raise RuntimeError(f"relay of {self.conversation_id} is closed")
+        if self.attached:
+            raise RuntimeError(f"relay of {self.conversation_id} is already attached")
+        self._detaching = False
+        ws_base = "ws" + base_url[len("http") :] if base_url.startswith("http") else base_url
+        url = (
+            f"{ws_base}/api/conversations/{self.conversation_id}/events/ws?after_id={self.last_id}"
+        )
+        self._upstream = asyncio.create_task(
+            self._pump(url, session_key), name=f"relay-{self.conversation_id}"
+        )
+
+    async def _pump(self, url: str, session_key: str) -> None:
+        request = HTTPRequest(
+            url, headers={SESSION_KEY_HEADER: session_key}, connect_timeout=CONNECT_TIMEOUT
+        )
+        reason = "closed by the runtime"
+        try:
+            connection = await websocket_connect(request, max_message_size=MAX_FRAME_BYTES)
+        except Exception as exc:
+            reason = f"could not connect: {exc}"
+        else:
+            self._connection = connection
+            try:
+                while (message := await connection.read_message()) is not None:
+                    self._on_frame(message)
+            finally:
+                self._connection = None
+                connection.close()
+        finally:
+            if not self._detaching:
+                log.info("upstream of %s ended: %s", self.conversation_id, reason)
+                if self._on_upstream_closed is not None:
+                    self._on_upstream_closed(self.conversation_id)
+
+    def _on_frame(self, message: str | bytes) -> None:
+        try:
+            event = event_from_json(message)
+        except (ValidationError, ValueError):
+            try:
+                body = json.loads(message)
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and "error" in body:
+                log.warning("runtime of %s reported: %s", self.conversation_id, body["error"])
+            else:
+                log.warning("ignoring an unreadable frame from %s", self.conversation_id)
+            return
+        self._accept(event)
+
+    async def wait_upstream_done(self, timeout: float) -> bool:
+        """Wait (bounded) until the runtime closes the stream; True if it did."""
+        task = self._upstream
+        if task is None or task.done():
+            return True
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        return bool(done)
+
+    async def detach(self) -> None:
+        """Close the upstream without reporting it as lost."""
+        self._detaching = True
+        task, self._upstream = self._upstream, None
+        if self._connection is not None:
+            self._connection.close()
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # --- subscribers ----------------------------------------------------------------------
+
+    async def subscribe(self, after_id: int = -1) -> AsyncGenerator[Event, None]:
+        """Events after ``after_id`` in id order, then live ones, until ``close``."""
+        mailbox = _Mailbox(self._mailbox_limit)
+        self._mailboxes.add(mailbox)
+        last = after_id
+        try:
+            while True:
+                # Stored events first (registered before reading: nothing falls between).
+                while batch := await self.read_log(last):
+                    for event in batch:
+                        yield event
+                        last = event.id
+                while True:
+                    item = await mailbox.get()
+                    if item is _CLOSED:
+                        return
+                    if item is _CATCH_UP:
+                        break
+                    assert not isinstance(item, _Marker)
+                    if item.id < 0:
+                        yield item
+                        continue
+                    if item.id <= last:
+                        continue
+                    if item.id > last + 1:
+                        # Ids between were relayed before we joined: they are in the log.
+                        for event in await self.read_log(last, item.id - last - 1):
+                            if event.id < item.id:
+                                yield event
+                                last = event.id
+                    yield item
+                    last = item.id
+        finally:
+            self._mailboxes.discard(mailbox)
+
+    async def close(self) -> None:
+        """End every subscription and the upstream; the relay cannot be used again."""
+        await self.detach()
+        self.close_nowait()
+
+    def close_nowait(self) -> None:
+        """``close`` for a relay without an upstream."""
+        if self.attached:
+            raise RuntimeError(f"relay of {self.conversation_id} is attached; use close()")
+        self.closed = True
+        for mailbox in self._mailboxes:
+            mailbox.push(_CLOSED)
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None

@@ -1,0 +1,137 @@
+"""The Sandbox interface: where a runtime runs, and how it is started, watched and stopped.
+
+The manager speaks only this interface, so a docker (or later a Kubernetes) sandbox drops in
+beside the process one. A sandbox knows processes or containers; it knows nothing of events,
+metadata or the runtime's REST API beyond ``/alive``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger(__name__)
+
+RUNTIME_RECORD_NAME = "runtime.json"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class RuntimeHandle(BaseModel):
+    """A started runtime: how to reach it and how to find it again (``runtime.json``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    conversation_id: str
+    kind: str
+    host: str
+    port: int
+    runtime_id: str  # pid for processes, container id for containers
+    started_at: datetime = Field(default_factory=_utcnow)
+    server_instance_id: str = ""
+    pid: int | None = None
+    pgid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def record(self) -> dict[str, object]:
+        """The ``runtime.json`` form (the conversation id is the directory's name)."""
+        return self.model_dump(mode="json", exclude={"conversation_id"})
+
+
+class SandboxStartError(RuntimeError):
+    """A runtime did not come up; the message says why (shown in the start task)."""
+
+
+class Sandbox(ABC):
+    """Starts and stops runtimes of one kind and finds them again after a server restart."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, conversations_root: Path) -> None:
+        self.conversations_root = conversations_root
+
+    def conversation_dir(self, conversation_id: str) -> Path:
+        return self.conversations_root / conversation_id
+
+    @abstractmethod
+    async def start(
+        self, conversation_id: str, env: Mapping[str, str], *, timeout: float
+    ) -> RuntimeHandle:
+        """Start a runtime for ``conversation_id`` with ``env`` added to its environment
+        (the session key travels only there) and wait until it is ready.
+
+        Raises ``SandboxStartError`` with a reason (and cleans up) when it does not come up
+        within ``timeout`` seconds.
+        """
+
+    @abstractmethod
+    async def is_alive(self, handle: RuntimeHandle) -> bool:
+        """Whether the runtime's process or container still exists."""
+
+    @abstractmethod
+    async def wait_exit(self, handle: RuntimeHandle) -> int | None:
+        """Wait until the runtime exits; its exit code when known."""
+
+    @abstractmethod
+    async def stop(self, handle: RuntimeHandle, *, grace: float) -> None:
+        """Terminate the runtime (TERM, ``grace`` seconds, then KILL) and remove its record."""
+
+    @abstractmethod
+    async def kill(self, handle: RuntimeHandle) -> None:
+        """Kill the runtime at once and remove its record."""
+
+    @abstractmethod
+    async def find_existing(self) -> list[RuntimeHandle]:
+        """Runtimes left running by an earlier server; stale records are removed."""
+
+    # --- runtime.json -------------------------------------------------------------------
+
+    def record_path(self, conversation_id: str) -> Path:
+        return self.conversation_dir(conversation_id) / RUNTIME_RECORD_NAME
+
+    def write_record(self, handle: RuntimeHandle) -> None:
+        """Write ``runtime.json`` atomically (temp file + rename)."""
+        path = self.record_path(handle.conversation_id)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(handle.record(), indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def read_record(self, conversation_id: str) -> RuntimeHandle | None:
+        """The recorded handle, or None (and the bad file removed) when unreadable."""
+        path = self.record_path(conversation_id)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return RuntimeHandle.model_validate({**data, "conversation_id": conversation_id})
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, ValidationError) as exc:
+            log.warning("removing unreadable runtime record %s: %s", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+
+    def remove_record(self, conversation_id: str) -> None:
+        self.record_path(conversation_id).unlink(missing_ok=True)
+
+    def recorded_conversations(self) -> list[str]:
+        """Ids of conversations that have a ``runtime.json`` of this sandbox's kind."""
+        if not self.conversations_root.is_dir():
+            return []
+        ids = []
+        for record in sorted(self.conversations_root.glob(f"*/{RUNTIME_RECORD_NAME}")):
+            handle = self.read_record(record.parent.name)
+            if handle is not None and handle.kind == self.kind:
+                ids.append(handle.conversation_id)
+        return ids
