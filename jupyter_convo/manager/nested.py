@@ -737,8 +737,10 @@ class NestedConversationManager(ConversationManager):
                 conversation_id, ErrorEvent(code=TOO_MANY_CONVERSATIONS, message=message)
             )
             await self.close_session(conversation_id)
-            self.store.update(
-                conversation_id, error=describe_error(TOO_MANY_CONVERSATIONS, message)
+            self._set_status(
+                conversation_id,
+                ConversationStatus.STOPPED,
+                error=describe_error(TOO_MANY_CONVERSATIONS, message),
             )
         return victims
 
@@ -980,6 +982,9 @@ class NestedConversationManager(ConversationManager):
             self._maybe_drop_relay(conversation_id)
 
     async def publish(self, conversation_id: str, event: Event) -> None:
+        fold = self._folds.get(conversation_id)
+        if isinstance(event, TitleEvent) and fold is not None:
+            fold.title = event.title  # a rename: never overwritten by a generated title
         relay = self._relays.get(conversation_id)
         if relay is not None:
             relay.publish(event)

@@ -120,13 +120,13 @@ class EventRelay:
         if event.id <= self.last_id:
             return
         self.last_id = event.id
+        for mailbox in self._mailboxes:
+            mailbox.push(event)
         if self._on_event is not None:
             try:
                 self._on_event(event)
             except Exception:
                 log.exception("metadata update for %s failed", self.conversation_id)
-        for mailbox in self._mailboxes:
-            mailbox.push(event)
 
     def publish(self, event: Event) -> None:
         """Deliver a server-made notice to current subscribers (not logged)."""
