@@ -259,6 +259,44 @@ class LLMCallEvent(EventBase):
     response_id: str | None = None
 
 
+# --- replay -----------------------------------------------------------------------------
+
+ReplayVerdict = Literal["reproduced", "diverged"]
+ReplayMode = Literal["actions", "cassette"]
+
+
+class ReplayStepEvent(EventBase):
+    """How one re-executed action (``cause``) compared with the recorded run's step.
+
+    ``recorded_event_id`` is the recorded action; ``diff`` is a unified diff of the two
+    normalised observations (empty when reproduced).
+    """
+
+    kind: Literal["replay_step"] = "replay_step"
+    source: Source = "environment"
+    step: int = Field(ge=1)
+    recorded_event_id: int
+    recorded_observation_id: int | None = None
+    observation_id: int | None = None
+    verdict: ReplayVerdict
+    diff: str = ""
+
+
+class ReplaySummaryEvent(EventBase):
+    """The end of a replay: how many steps reproduced, and which diverged."""
+
+    kind: Literal["replay_summary"] = "replay_summary"
+    source: Source = "environment"
+    mode: ReplayMode
+    source_conversation_id: str | None = None
+    steps: int = 0
+    reproduced: int = 0
+    diverged: int = 0
+    skipped: int = 0
+    diverged_steps: list[int] = Field(default_factory=list)
+    message: str = ""
+
+
 Event = Annotated[
     (
         MessageEvent
@@ -278,6 +316,8 @@ Event = Annotated[
         | ErrorEvent
         | TitleEvent
         | LLMCallEvent
+        | ReplayStepEvent
+        | ReplaySummaryEvent
     ),
     Field(discriminator="kind"),
 ]
@@ -301,6 +341,8 @@ EVENT_KINDS: tuple[str, ...] = (
     "error",
     "title",
     "llm_call",
+    "replay_step",
+    "replay_summary",
 )
 ACTION_KINDS: frozenset[str] = frozenset(
     {"think", "finish", "command", "python", "file_read", "file_edit"}
