@@ -407,18 +407,12 @@ def test_a_bad_line_in_the_middle_is_skipped_and_the_rest_kept(
     with caplog.at_level(logging.WARNING, logger="jupyter_convo.events.log"):
         log = EventLog(path)
     with log:
-        assert [(s.line_number, s.reason) for s in log.skipped] == [
-            (5, "not valid JSON"),
-            (
-                11,
-                "not a valid event: Input tag 'teleport' found using 'kind' does not match "
-                "any of the expected tags: 'message', 'think', 'finish', 'command', "
-                "'command_output', 'python', 'python_output', 'file_read', 'file_content', "
-                "'file_edit', 'file_edit_result', 'confirmation', 'agent_state', 'status', "
-                "'error', 'title', 'llm_call'",
-            ),
-            (21, "empty line"),
-        ]
+        assert [s.line_number for s in log.skipped] == [5, 11, 21]
+        assert log.skipped[0].reason == "not valid JSON"
+        assert log.skipped[1].reason.startswith(
+            "not a valid event: Input tag 'teleport' found using 'kind'"
+        )
+        assert log.skipped[2].reason == "empty line"
         assert isinstance(log.skipped[0], SkippedLine)
         assert log.skipped[0].preview.startswith('{"id": 4')
         assert log.gaps == [(4, 4), (10, 10)]
