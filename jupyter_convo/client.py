@@ -79,13 +79,53 @@ def _candidate_servers() -> list[ServerInfo]:
                 url=url if url.endswith("/") else url + "/", token=os.environ.get(TOKEN_ENV, "")
             )
         ]
-    from jupyter_server.serverapp import list_running_servers  # heavy: only when discovering
-
     return [
         ServerInfo(url=info["url"], token=info.get("token", ""))
-        for info in list_running_servers()
+        for info in _running_servers()
         if info.get("url")
     ]
+
+
+def _running_servers() -> list[dict[str, Any]]:
+    """The ``jpserver-*.json`` records of live servers, newest first.
+
+    What ``jupyter_server.serverapp.list_running_servers`` reads, without importing the
+    server (seconds of imports in a kernel that only wants to talk to it). Records of dead
+    servers are skipped, not deleted: they belong to the server that wrote them.
+    """
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    records: list[tuple[float, dict[str, Any]]] = []
+    runtime_dir = jupyter_runtime_dir()
+    try:
+        names = os.listdir(runtime_dir)
+    except OSError:
+        return []
+    for name in names:
+        if not (name.startswith("jpserver-") and name.endswith(".json")):
+            continue
+        path = os.path.join(runtime_dir, name)
+        try:
+            with open(path, encoding="utf-8") as file:
+                info = json.load(file)
+            modified = os.path.getmtime(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and _pid_alive(info.get("pid")):
+            records.append((modified, info))
+    return [info for _, info in sorted(records, key=lambda item: item[0], reverse=True)]
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 def discover_server(timeout: float = 5.0) -> ServerInfo:

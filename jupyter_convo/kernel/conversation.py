@@ -110,6 +110,7 @@ class Conversation:
                             kernel_mode=kernel_mode,
                             start_task=task,
                         )
+                        conversation._on_metadata(await client.aio.get(conversation.id))
                         first.set_result(conversation)
                     else:
                         conversation._on_start_task(task)
@@ -355,11 +356,27 @@ class Conversation:
         self.mark_shown()
         return shown
 
+    @property
+    def views(self) -> list[ConvoView]:
+        """The live views made by ``view()`` / ``show()``."""
+        with self._changed:
+            return list(self._views)
+
+    def sync_views(self, timeout: float = 10.0) -> None:
+        """Hand every event received so far to the views now (not at the next batch)."""
+        if self.client.in_loop_thread:
+            self._flush()
+            return
+
+        async def flush() -> None:
+            self._flush()
+
+        self.client.submit(flush()).result(timeout)
+
     def refresh_displays(self) -> None:
         """Re-publish the displayed views so saved notebooks hold the transcript so far."""
-        with self._changed:
-            views = list(self._views)
-        for view in views:
+        self.sync_views()
+        for view in self.views:
             view.refresh_display()
 
     def mark_shown(self) -> None:
@@ -455,6 +472,12 @@ class Conversation:
     def _on_start_task(self, task: dict[str, Any]) -> None:
         with self._changed:
             self._apply_start_task(task)
+            self._changed.notify_all()
+        self._schedule_flush()
+
+    def _on_metadata(self, metadata: dict[str, Any]) -> None:
+        with self._changed:
+            self._state.apply_metadata(metadata)
             self._changed.notify_all()
         self._schedule_flush()
 

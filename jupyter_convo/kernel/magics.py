@@ -102,7 +102,7 @@ def _add_start_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="%convo", add_help=False, usage=USAGE)
+    parser = _Parser(prog="%convo", add_help=False, usage=USAGE.replace("%", "%%"))
     parser.add_argument("-h", "--help", action="store_true")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     start = commands.add_parser("start", prog="%convo start")
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_cell_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="%%convo", add_help=True, usage=USAGE)
+    parser = _Parser(prog="%%convo", add_help=True, usage=USAGE.replace("%", "%%"))
     parser.add_argument("id", nargs="?")
     _add_start_flags(parser)
     return parser
@@ -484,11 +484,10 @@ def _kernel_connection_file() -> str:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_convo``: register the magics (again on reload)."""
-    existing = getattr(ipython, "_convo_magics", None)
-    if isinstance(existing, ConvoMagics):
-        existing.close()
+    unload_ipython_extension(ipython)
     magics = ConvoMagics(shell=ipython)
     ipython.register_magics(magics)
+    ipython.configurables.append(magics)  # so that %config ConvoMagics.x = y reaches it
     ipython._convo_magics = magics
 
 
@@ -496,4 +495,6 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = getattr(ipython, "_convo_magics", None)
     if isinstance(magics, ConvoMagics):
         magics.close()
+        if magics in ipython.configurables:
+            ipython.configurables.remove(magics)
         del ipython._convo_magics

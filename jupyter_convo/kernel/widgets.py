@@ -80,7 +80,7 @@ class ConvoView:
         self.progress_box = w.HBox([self.progress, self.progress_label])
         self.earlier_button = w.Button(description="Show earlier events", icon="angle-up")
         self.earlier_button.layout.display = HIDDEN
-        self.log_box = w.VBox(layout=w.Layout(max_height="600px", overflow_y="auto"))
+        self.log_box = w.VBox(layout=w.Layout(max_height="600px", overflow="auto"))
         self.confirm_label = w.HTML()
         self.confirm_button = w.Button(description="Confirm", button_style="success", icon="check")
         self.reject_button = w.Button(description="Reject", button_style="warning", icon="times")
@@ -300,8 +300,8 @@ class ConvoView:
 
     def refresh_display(self) -> None:
         """Re-publish this output so the saved transcript matches the events so far."""
-        if self._handle is not None:
-            self._handle.update(self)
+        if self._handle is not None and _in_kernel():
+            self._handle.update(self)  # a terminal would print the whole view again
 
     def close(self) -> None:
         """Stop updating and close the widgets."""
@@ -317,3 +317,9 @@ class ConvoView:
         for child in getattr(widget, "children", ()):
             ConvoView._close_tree(child)
         widget.close()
+
+
+def _in_kernel() -> bool:
+    from IPython import get_ipython
+
+    return getattr(get_ipython(), "kernel", None) is not None
