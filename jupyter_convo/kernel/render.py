@@ -297,6 +297,28 @@ def _error(e: Mapping[str, Any]) -> str:
     return _row("convo-error", body, e.get("id"))
 
 
+def _replay_step(e: Mapping[str, Any]) -> str:
+    verdict = str(e.get("verdict", ""))
+    head = f"Replay step {esc(e.get('step'))}: {esc(verdict)} (recorded action "
+    head += f"{esc(e.get('recorded_event_id'))})"
+    diff = str(e.get("diff") or "")
+    body = _label(head) + (diff_html(diff) if diff else "")
+    return _row("convo-error" if verdict == "diverged" else "convo-muted", body, e.get("id"))
+
+
+def _replay_summary(e: Mapping[str, Any]) -> str:
+    diverged = int(e.get("diverged") or 0)
+    text = (
+        f"Replay ({esc(e.get('mode'))}): {esc(e.get('reproduced'))} of {esc(e.get('steps'))} "
+        f"steps reproduced, {diverged} diverged, {esc(e.get('skipped'))} skipped"
+    )
+    if e.get("diverged_steps"):
+        text += f" (steps {esc(', '.join(str(s) for s in e['diverged_steps']))})"
+    if e.get("message"):
+        text += f": {esc(e['message'])}"
+    return _row("convo-error" if diverged else "convo-env", _label("Replay") + text, e.get("id"))
+
+
 _RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "message": _message,
     "think": _think,
@@ -313,6 +335,8 @@ _RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "agent_state": _agent_state,
     "status": _status,
     "error": _error,
+    "replay_step": _replay_step,
+    "replay_summary": _replay_summary,
 }
 
 
