@@ -1,0 +1,191 @@
+"""``ConvoExtension``: the Jupyter server extension that serves the conversation API.
+
+Enabled on install (``jupyter-config/server-config/jupyter_convo.json``); configured with
+``c.ConvoExtension.*``. It builds the stores and the conversation manager, registers the
+routes under ``{base_url}api/convo/``, starts the manager when the server starts (or on the
+first request, whichever comes first) and shuts it down with the server.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, default
+
+from ..manager.base import ConversationManager
+from ..manager.config import MIB, ManagerConfig
+from ..store.conversations import ConversationStore
+from ..store.settings import SettingsStore
+from .handlers import SERVICES_KEY, routes
+from .services import ConvoServices
+
+
+def _default_user_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry (some containers)
+        return "owner"
+
+
+def build_manager(config: ManagerConfig, store: ConversationStore) -> ConversationManager:
+    """The conversation manager for ``config`` (the nested-runtime manager)."""
+    from ..manager.nested import NestedConversationManager
+
+    return NestedConversationManager(config, store=store)
+
+
+class ConvoExtension(ExtensionApp):
+    """Run, watch, steer and share AI agent conversations from Jupyter."""
+
+    name = "jupyter_convo"
+    description = __doc__
+    load_other_extensions = True
+
+    data_dir = Unicode(
+        config=True,
+        help=(
+            "Where conversations live: convo.db, the server secret, users' settings and one "
+            "folder per conversation (event log, cassette, runtime log, workspace). "
+            "Default: <jupyter data dir>/convo."
+        ),
+    )
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return os.path.join(jupyter_data_dir(), "convo")
+
+    sandbox = CaselessStrEnum(
+        ["process", "docker"],
+        default_value="process",
+        config=True,
+        help="Where runtimes run: 'process' (a local subprocess) or 'docker'. Default: process.",
+    )
+    max_concurrent_conversations = Int(
+        5,
+        config=True,
+        help=(
+            "Running conversations per user; starting one more stops that user's oldest "
+            "(it gets an AGENT_ERROR$TOO_MANY_CONVERSATIONS error event). Default: 5."
+        ),
+    )
+    warm_pool_size = Int(
+        0,
+        config=True,
+        help="Idle runtimes started ahead and bound to the next conversation. Default: 0.",
+    )
+    runtime_start_timeout = Float(
+        60.0,
+        config=True,
+        help="Seconds from spawning a runtime to its ready signal before it fails. Default: 60.",
+    )
+    llm_model = Unicode(
+        "",
+        config=True,
+        help=(
+            "Default LLM model, below the user's settings and per-conversation options, above "
+            "JUPYTER_CONVO_LLM_MODEL. Default: '' (unset)."
+        ),
+    )
+    llm_base_url = Unicode(
+        "",
+        config=True,
+        help=(
+            "Default OpenAI-compatible base URL, below the user's settings and per-conversation "
+            "options, above JUPYTER_CONVO_LLM_BASE_URL / OPENAI_BASE_URL. Default: '' (unset)."
+        ),
+    )
+    conversation_max_age_seconds = Float(
+        None,
+        allow_none=True,
+        config=True,
+        help=(
+            "Stopped conversations not updated for this many seconds are deleted when the "
+            "server starts. Default: None (kept forever)."
+        ),
+    )
+    upload_max_bytes = Int(
+        50 * MIB,
+        config=True,
+        help="Largest upload into a workspace, in bytes (413 above). Default: 52428800 (50 MiB).",
+    )
+    keep_runtimes_on_shutdown = Bool(
+        True,
+        config=True,
+        help=(
+            "On server shutdown, leave runtimes running (found again on the next start) "
+            "rather than stopping them. Default: True."
+        ),
+    )
+    single_user = Bool(
+        None,
+        allow_none=True,
+        config=True,
+        help=(
+            "Whether every authenticated request belongs to one owner. Default: None = yes "
+            "with Jupyter's own token/password identity providers (which name token requests "
+            "randomly), no with other identity providers (e.g. JupyterHub), whose usernames "
+            "own conversations."
+        ),
+    )
+    single_user_name = Unicode(
+        config=True,
+        help="The owner's user id in single-user mode. Default: the OS user name.",
+    )
+
+    @default("single_user_name")
+    def _default_single_user_name(self) -> str:
+        return _default_user_name()
+
+    services: ConvoServices | None = None
+
+    def manager_config(self) -> ManagerConfig:
+        return ManagerConfig(
+            data_dir=Path(self.data_dir).expanduser(),
+            sandbox=self.sandbox,
+            max_concurrent_conversations=self.max_concurrent_conversations,
+            warm_pool_size=self.warm_pool_size,
+            runtime_start_timeout=self.runtime_start_timeout,
+            keep_runtimes_on_shutdown=self.keep_runtimes_on_shutdown,
+            upload_max_bytes=self.upload_max_bytes,
+            conversation_max_age_seconds=self.conversation_max_age_seconds,
+        )
+
+    def initialize_settings(self) -> None:
+        config = self.manager_config()
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = ConversationStore(config.db_path)
+        assert self.serverapp is not None
+        self.services = ConvoServices(
+            manager=build_manager(config, store),
+            store=store,
+            settings_store=SettingsStore(config.data_dir),
+            config=config,
+            root_dir=Path(self.serverapp.root_dir),
+            llm_model=self.llm_model or None,
+            llm_base_url=self.llm_base_url or None,
+            single_user=self.single_user,
+            single_user_name=self.single_user_name,
+        )
+        self.settings[SERVICES_KEY] = self.services
+        self.log.info("jupyter-convo: data in %s, sandbox %s", config.data_dir, config.sandbox)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(routes())
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Start the manager once the server's loop runs: finds surviving runtimes."""
+        if self.services is not None:
+            try:
+                await self.services.ensure_started()
+            except Exception:
+                self.log.exception("jupyter-convo: the conversation manager failed to start")
+
+    async def stop_extension(self) -> None:
+        if self.services is not None:
+            await self.services.shutdown()
+            self.services = None

@@ -1,0 +1,32 @@
+"""``GET|PUT settings``: the user's defaults. Secrets are write-only: never returned."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ...store.settings import SettingsError, SettingsUpdate
+from .base import ConvoHandler, fail
+
+
+class SettingsHandler(ConvoHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        try:
+            settings = self.services.settings_store.get(self.user_id)
+        except SettingsError as exc:
+            fail(500, str(exc))
+        self.send_model(settings)
+
+    @web.authenticated
+    @authorized
+    async def put(self) -> None:
+        update = self.body(SettingsUpdate)
+        try:
+            settings = self.services.settings_store.update(self.user_id, update)
+        except SettingsError as exc:
+            fail(500, str(exc))
+        except ValueError as exc:
+            fail(400, f"invalid request body: {exc}")
+        self.send_model(settings)

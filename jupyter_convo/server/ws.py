@@ -1,0 +1,159 @@
+"""``WS conversations/{id}/events/ws?after_id=N``: a conversation's events, live.
+
+The server relays through the manager (``subscribe``): stored events after ``after_id``,
+then live ones, whether the runtime runs or not. Any number of clients may watch one
+conversation; a client that reconnects with the last id it saw misses nothing.
+
+Frames out: one JSON event per text frame, as stored (redacted). Frames in: ``UserInput``
+JSON (``events.inputs``), forwarded to the runtime; as over REST, a message to a stopped
+conversation restarts it. A frame that cannot be used is answered with an ``error`` event
+frame that is not part of the log (``id`` -1) and code ``INVALID_INPUT``,
+``CONVERSATION_NOT_RUNNING`` or ``CONVERSATION_START_FAILED``; the socket stays open.
+
+Authentication follows jupyter_server's kernel WebSocket: ``ws_authenticated`` on ``get``
+(403 before the upgrade without a user), then the authorizer for resource ``convo``
+(``read`` to watch; ``write`` checked on the first input frame). A conversation that is
+missing or not the user's is 404 before the upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from pydantic import TypeAdapter, ValidationError
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..events.inputs import UserInput
+from ..events.schema import ErrorEvent, event_to_json
+from ..manager.base import ConversationNotFound, ConversationNotRunning, ConversationStartError
+from .handlers.base import AUTH_RESOURCE, SERVICES_KEY, describe_validation_error
+from .models import WebSocketParams
+from .services import ConvoServices, close_iterator
+
+log = logging.getLogger(__name__)
+
+USER_INPUT: TypeAdapter[UserInput] = TypeAdapter(UserInput)
+INVALID_INPUT = "INVALID_INPUT"
+CONVERSATION_NOT_RUNNING = "CONVERSATION_NOT_RUNNING"
+START_FAILED = "CONVERSATION_START_FAILED"
+# Close codes (4000-4999 are the application's).
+CLOSE_NOT_FOUND = 4404
+
+
+class EventsWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
+    auth_resource = AUTH_RESOURCE
+
+    conversation_id: str = ""
+    after_id: int = -1
+    _relay_task: asyncio.Task[None] | None = None
+    _may_write: bool | None = None
+
+    @property
+    def services(self) -> ConvoServices:
+        services: ConvoServices = self.settings[SERVICES_KEY]
+        return services
+
+    def set_default_headers(self) -> None:
+        """No API headers (CSP and the like) on a WebSocket upgrade."""
+
+    async def pre_get(self) -> None:
+        """Checks before the upgrade: authorized, valid query, a visible conversation."""
+        authorized = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)
+        )
+        if not authorized:
+            raise web.HTTPError(403, "not authorized to read conversations")
+        try:
+            await self.services.ensure_started()
+        except Exception as exc:
+            log.exception("jupyter-convo could not start its conversation manager")
+            raise web.HTTPError(503, "jupyter-convo is not available") from exc
+        raw = self.get_query_argument("after_id", "-1")
+        try:
+            self.after_id = WebSocketParams.model_validate({"after_id": raw}).after_id
+        except ValidationError as exc:
+            raise web.HTTPError(400, describe_validation_error(exc, "query")) from exc
+        user_id = self.services.user_id(self.identity_provider, self.current_user)
+        try:
+            self.services.manager.metadata(self.conversation_id, user_id)
+        except ConversationNotFound:
+            raise web.HTTPError(404, f"conversation {self.conversation_id} not found") from None
+
+    @ws_authenticated
+    async def get(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        await self.pre_get()
+        await super().get(conversation_id)
+
+    async def open(self, conversation_id: str) -> None:
+        super().open()  # starts the keep-alive pings
+        self._relay_task = asyncio.ensure_future(self._relay())
+
+    async def _relay(self) -> None:
+        """Copy the conversation's events into this socket until either side ends."""
+        events = self.services.manager.subscribe(self.conversation_id, self.after_id)
+        try:
+            async for event in events:
+                await self.write_message(event_to_json(event))
+        except WebSocketClosedError:
+            return
+        except ConversationNotFound:
+            self.close(CLOSE_NOT_FOUND, "conversation deleted")
+            return
+        except Exception:
+            log.exception("Relaying events of %s failed", self.conversation_id)
+            self.close(1011, "event relay failed")
+            return
+        finally:
+            await close_iterator(events)
+        self.close(1000, "end of the event stream")
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            item = USER_INPUT.validate_json(message)
+        except ValidationError as exc:
+            await self._send_error(INVALID_INPUT, describe_validation_error(exc, "user input"))
+            return
+        if not await self._authorized_to_write():
+            await self._send_error(INVALID_INPUT, "not authorized to write to conversations")
+            return
+        services = self.services
+        user_id = services.user_id(self.identity_provider, self.current_user)
+        try:
+            metadata = services.manager.metadata(self.conversation_id, user_id)
+            await services.deliver_input(user_id, metadata, item)
+        except ConversationNotFound:
+            await self._send_error(INVALID_INPUT, f"conversation {self.conversation_id} is gone")
+        except ConversationNotRunning as exc:
+            await self._send_error(
+                CONVERSATION_NOT_RUNNING,
+                f"conversation {self.conversation_id} is not running ({exc}); start it first",
+            )
+        except ConversationStartError as exc:
+            await self._send_error(START_FAILED, f"could not restart the conversation: {exc}")
+
+    async def _authorized_to_write(self) -> bool:
+        if self._may_write is None:
+            self._may_write = bool(
+                await ensure_async(
+                    self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE)
+                )
+            )
+        return self._may_write
+
+    async def _send_error(self, code: str, message: str) -> None:
+        frame = event_to_json(ErrorEvent(code=code, message=message))
+        with contextlib.suppress(WebSocketClosedError):
+            await self.write_message(frame)
+
+    def on_close(self) -> None:
+        task = self._relay_task
+        if task is not None and not task.done():
+            task.cancel()
