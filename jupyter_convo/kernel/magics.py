@@ -71,6 +71,15 @@ from JUPYTER_CONVO_URL / JUPYTER_CONVO_TOKEN, else from the running Jupyter serv
 """
 
 
+KERNEL_MODE_INSTRUCTIONS = (
+    "Your python tool runs in the user's own notebook kernel: the variables, imports and "
+    "data the user loaded there are available (look before you load anything again), and "
+    "what you define stays for the user's next cells. Do not restart or exit the kernel, "
+    "do not delete the user's variables unless asked, and keep each call short: the user's "
+    "cells wait behind your code. Its working directory is the notebook's folder."
+)
+
+
 class _HelpShown(Exception):
     """argparse printed help: nothing more to do."""
 
@@ -363,6 +372,7 @@ class ConvoMagics(Magics):
                     "this kernel on this machine)\n" + USAGE
                 )
             options["kernel_connection_file"] = _kernel_connection_file()
+            options["extra_instructions"] = KERNEL_MODE_INSTRUCTIONS
             sandbox = "process"
             if confirm is None:
                 confirm = self.kernel_confirmation
