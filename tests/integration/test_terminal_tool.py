@@ -230,3 +230,13 @@ async def test_close_ends_the_shell_and_its_background_jobs(root: Path) -> None:
     await tool.close()
     await wait_gone(shell)
     await wait_gone(job)
+
+
+async def test_survives_the_agent_cleaning_tmp(terminal: TerminalTool) -> None:
+    await run(terminal, "export KEPT=yes")
+    assert terminal._session is not None
+    private = terminal._session._dir
+    assert private is not None
+    await run(terminal, f"rm -rf {private}")
+    result = await run(terminal, "echo $KEPT")
+    assert result.output == "yes\n"

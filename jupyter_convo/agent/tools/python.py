@@ -103,11 +103,12 @@ class PythonTool(Tool):
         result, cut_result = (None, False) if run.result is None else _fit(run.result, limit)
         displays = [_fit(bundle, limit) for bundle in run.display_data]
         error = None
+        cut_traceback = False
         if run.error is not None:
             ename, evalue, traceback = run.error
             joined = "\n".join(traceback)
             if len(joined) > limit:
-                traceback = [truncate_middle(joined, limit)[0]]
+                traceback, cut_traceback = [truncate_middle(joined, limit)[0]], True
             error = PythonError(ename=ename, evalue=evalue, traceback=traceback)
         return PythonOutputEvent(
             stdout=stdout,
@@ -116,7 +117,9 @@ class PythonTool(Tool):
             display_data=[bundle for bundle, _ in displays],
             error=error,
             execution_count=run.execution_count,
-            truncated=cut_out or cut_err or cut_result or any(cut for _, cut in displays),
+            truncated=(
+                cut_out or cut_err or cut_result or cut_traceback or any(cut for _, cut in displays)
+            ),
             timed_out=run.timed_out,
             tool_call_id=tool_call_id,
         )

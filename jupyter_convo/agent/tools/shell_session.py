@@ -238,7 +238,13 @@ class BashSession:
         self._seq += 1
         seq = self._seq
         script = self._dir / f"command-{seq}.sh"
-        script.write_text(command, encoding="utf-8", errors="replace")
+        try:
+            # The agent may have cleaned /tmp; the directory is ours to remake.
+            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            script.write_text(command, encoding="utf-8", errors="replace")
+        except OSError as exc:
+            note = f"[the command could not be handed to the shell: {exc}]"
+            return ShellResult("", "", 0, None, str(self._cwd), notes=[*notes, note])
         self._send(f"__convo_seq={seq}; . {shlex.quote(str(script))} 0</dev/null\n".encode())
         marker = await self._wait_for(seq, timeout)
         timed_out = marker is None and self.running
