@@ -24,7 +24,7 @@ SECURITY_RISK_PROPERTY: dict[str, Any] = {
         "packages, or runs code with side effects that can be undone. high: deletes or "
         "overwrites data, touches anything outside the workspace, sends data over the "
         "network, or cannot be undone. When the user asked to confirm risky actions, "
-        "medium and high ones wait for their approval."
+        "high ones (and any you leave unrated) wait for their approval."
     ),
 }
 
