@@ -15,7 +15,8 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, default
+from pydantic import ValidationError
+from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, default
 
 from ..manager.base import ConversationManager
 from ..manager.config import MIB, ManagerConfig
@@ -144,16 +145,24 @@ class ConvoExtension(ExtensionApp):
     services: ConvoServices | None = None
 
     def manager_config(self) -> ManagerConfig:
-        return ManagerConfig(
-            data_dir=Path(self.data_dir).expanduser(),
-            sandbox=self.sandbox,
-            max_concurrent_conversations=self.max_concurrent_conversations,
-            warm_pool_size=self.warm_pool_size,
-            runtime_start_timeout=self.runtime_start_timeout,
-            keep_runtimes_on_shutdown=self.keep_runtimes_on_shutdown,
-            upload_max_bytes=self.upload_max_bytes,
-            conversation_max_age_seconds=self.conversation_max_age_seconds,
-        )
+        """The manager's settings from our traitlets; a bad value names its trait."""
+        values: dict[str, Any] = {
+            "data_dir": Path(self.data_dir).expanduser(),
+            "sandbox": self.sandbox,
+            "max_concurrent_conversations": self.max_concurrent_conversations,
+            "warm_pool_size": self.warm_pool_size,
+            "runtime_start_timeout": self.runtime_start_timeout,
+            "keep_runtimes_on_shutdown": self.keep_runtimes_on_shutdown,
+            "upload_max_bytes": self.upload_max_bytes,
+            "conversation_max_age_seconds": self.conversation_max_age_seconds,
+        }
+        try:
+            return ManagerConfig(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"c.ConvoExtension.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            raise TraitError(f"invalid jupyter-convo configuration: {problems}") from None
 
     def initialize_settings(self) -> None:
         config = self.manager_config()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from http.client import responses
 from typing import Any, NoReturn, TypeVar, get_args, get_origin
 
 from jupyter_server.base.handlers import APIHandler
@@ -72,7 +73,10 @@ class ConvoHandler(APIHandler):
         """Log HTTP errors without treating their message as a format string."""
         if isinstance(value, web.HTTPError):
             self.log.warning(
-                "%d %s: %s", value.status_code, self._request_summary(), value.log_message
+                "%d %s: %s",
+                value.status_code,
+                self._request_summary(),
+                value.log_message or value.reason or responses.get(value.status_code, ""),
             )
             return
         super().log_exception(typ, value, tb)
