@@ -20,7 +20,7 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
-    return [{"src": "labextension", "dest": "jupyter_convo"}]
+    return [{"src": "labextension", "dest": "jupyter-convo"}]
 
 
 def load_ipython_extension(ipython: Any) -> None:
