@@ -1,0 +1,127 @@
+"""The export format: the files of an export and the manifest that vouches for them.
+
+An export is a zip (or the same files in a directory) holding ``meta.json`` (the
+conversation's metadata), ``events.jsonl`` (the event log, byte for byte), ``cassette.jsonl``
+(every LLM exchange), optionally ``workspace/...`` files, and ``manifest.json``: the format
+version, where the run was made (versions, model, sandbox) and the sha256 of every other
+file. Export writes it, import and replay check it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT_NAME = "jupyter-convo-export"
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+
+MANIFEST_FILE = "manifest.json"
+META_FILE = "meta.json"
+EVENTS_FILE = "events.jsonl"
+CASSETTE_FILE = "cassette.jsonl"
+WORKSPACE_PREFIX = "workspace/"
+REQUIRED_FILES = (META_FILE, EVENTS_FILE, CASSETTE_FILE)
+# Written next to an imported conversation's log: where it came from (manifest and meta).
+IMPORT_RECORD_FILE = "import.json"
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class LeftOutFile(BaseModel):
+    """A workspace file that is not in the export, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    size: int = 0
+    reason: str
+
+
+class WorkspaceSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    included: bool = False
+    root: str | None = None  # the recorded run's workspace path (for replay normalisation)
+    files: int = 0
+    bytes: int = 0
+    max_bytes: int | None = None
+    left_out: list[LeftOutFile] = Field(default_factory=list)
+    redacted: list[str] = Field(default_factory=list)
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    base_url: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class SandboxInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "process"
+    image_id: str | None = None
+
+
+class EnvironmentInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    python: str
+    implementation: str = ""
+    platform: str = ""
+    packages: dict[str, str] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    """``manifest.json``. Unknown fields are kept (a newer minor writer may add some)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: str = FORMAT_NAME
+    format_version: int
+    jupyter_convo_version: str
+    exported_at: str
+    conversation_id: str
+    title: str | None = None
+    model: ModelInfo = Field(default_factory=ModelInfo)
+    sandbox: SandboxInfo = Field(default_factory=SandboxInfo)
+    environment: EnvironmentInfo
+    event_count: int = 0
+    cassette_entries: int = 0
+    workspace: WorkspaceSummary = Field(default_factory=WorkspaceSummary)
+    files: dict[str, FileEntry]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+__all__ = [
+    "CASSETTE_FILE",
+    "EVENTS_FILE",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "IMPORT_RECORD_FILE",
+    "MANIFEST_FILE",
+    "META_FILE",
+    "REQUIRED_FILES",
+    "SUPPORTED_FORMAT_VERSIONS",
+    "WORKSPACE_PREFIX",
+    "EnvironmentInfo",
+    "FileEntry",
+    "LeftOutFile",
+    "Manifest",
+    "ModelInfo",
+    "SandboxInfo",
+    "WorkspaceSummary",
+    "sha256_hex",
+]

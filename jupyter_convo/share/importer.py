@@ -1,0 +1,463 @@
+"""Import an export zip: check everything, then unpack it as a new stopped conversation.
+
+Nothing from the zip is trusted. Before a byte is written we check that it is a zip, that
+every entry name stays inside the target folder (no absolute paths, ``..``, drive letters,
+backslashes or links), that the declared sizes and compression ratios are not a zip bomb,
+that the required files are there and the format version is one we read. While unpacking
+into a private staging folder we count the bytes really produced (a lying header stops the
+extraction) and hash them; then the hashes, the event schema, the cassette and the metadata
+are checked. Only then does the folder become the conversation (with a new id if the id is
+taken). Every refusal is a ``ShareFormatError`` naming the problem (an HTTP 400).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import uuid
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from ..agent.cassette import CassetteEntry
+from ..events.schema import ConversationStatus, event_from_json
+from ..store.conversations import ConversationStore
+from ..store.models import ConversationMetadata, new_id
+from .format import (
+    CASSETTE_FILE,
+    EVENTS_FILE,
+    FORMAT_NAME,
+    IMPORT_RECORD_FILE,
+    MANIFEST_FILE,
+    META_FILE,
+    REQUIRED_FILES,
+    SUPPORTED_FORMAT_VERSIONS,
+    WORKSPACE_PREFIX,
+    Manifest,
+)
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+CHUNK = 1024 * 1024
+MAX_MANIFEST_BYTES = 4 * MIB
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_TOP_LEVEL = frozenset({MANIFEST_FILE, *REQUIRED_FILES})
+
+
+class ShareFormatError(ValueError):
+    """The upload is not a valid export; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """Bounds on what an import may unpack (zip bomb protection)."""
+
+    max_total_bytes: int = 2048 * MIB
+    max_ratio: float = 200.0  # uncompressed / compressed, for entries above ratio_floor
+    ratio_floor: int = 1 * MIB
+    max_entries: int = 100_000
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    conversation_id: str
+    original_id: str
+    directory: Path
+    metadata: ConversationMetadata
+    manifest: Manifest
+    renamed: bool  # the original id was taken, so the conversation got a new one
+
+
+Source = str | os.PathLike[str] | bytes | IO[bytes]
+
+
+# --- checks on the zip's directory -------------------------------------------------------
+
+
+def open_zip(source: Source) -> zipfile.ZipFile:
+    """The zip behind ``source`` (a path, bytes or a binary file), or "not a zip file"."""
+    handle: Any = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        return zipfile.ZipFile(handle)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+        raise ShareFormatError(f"not a zip file: {exc}") from None
+    except FileNotFoundError as exc:
+        raise ShareFormatError(f"no such file: {exc.filename}") from None
+    except IsADirectoryError:
+        raise ShareFormatError("not a zip file: the path is a folder") from None
+
+
+def check_entry_name(name: str) -> PurePosixPath:
+    """The entry's relative path; raises if it would land outside the target folder."""
+    problem = None
+    if not name or "\x00" in name:
+        problem = "has an empty or NUL-containing name"
+    elif "\\" in name:
+        problem = "uses backslashes"
+    elif name.startswith("/") or _DRIVE.match(name):
+        problem = "is an absolute path"
+    else:
+        parts = [p for p in name.rstrip("/").split("/")]
+        if any(p in ("", ".", "..") for p in parts):
+            problem = "has '..', '.' or empty path segments"
+    if problem is not None:
+        raise ShareFormatError(f"entry {name!r} escapes the target folder: it {problem}")
+    return PurePosixPath(name)
+
+
+def _is_link(info: zipfile.ZipInfo) -> bool:
+    mode = info.external_attr >> 16
+    return stat.S_ISLNK(mode)
+
+
+def check_directory(zf: zipfile.ZipFile, limits: ImportLimits) -> list[zipfile.ZipInfo]:
+    """Names, links, duplicates, counts, declared sizes and ratios; the file entries."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        raise ShareFormatError(
+            f"zip bomb: {len(infos)} entries, more than the limit of {limits.max_entries}"
+        )
+    seen: set[str] = set()
+    files: list[zipfile.ZipInfo] = []
+    total = 0
+    for info in infos:
+        check_entry_name(info.filename)
+        if _is_link(info):
+            raise ShareFormatError(
+                f"entry {info.filename!r} escapes the target folder: it is a symbolic link"
+            )
+        key = info.filename.rstrip("/")
+        if key in seen:
+            raise ShareFormatError(f"entry {info.filename!r} appears twice")
+        seen.add(key)
+        if info.is_dir():
+            if not (info.filename + "/").startswith(WORKSPACE_PREFIX) and key != "workspace":
+                raise ShareFormatError(f"unexpected folder {info.filename!r} in the export")
+            continue
+        if info.filename not in _TOP_LEVEL and not info.filename.startswith(WORKSPACE_PREFIX):
+            raise ShareFormatError(f"unexpected file {info.filename!r} in the export")
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise ShareFormatError(
+                f"zip bomb: the entries unpack to more than {limits.max_total_bytes} bytes"
+            )
+        if info.file_size > limits.ratio_floor:
+            ratio = info.file_size / max(info.compress_size, 1)
+            if ratio > limits.max_ratio:
+                raise ShareFormatError(
+                    f"zip bomb: {info.filename!r} expands {ratio:.0f} times "
+                    f"(limit {limits.max_ratio:.0f})"
+                )
+        files.append(info)
+    names = {info.filename for info in files}
+    missing = [name for name in (MANIFEST_FILE, *REQUIRED_FILES) if name not in names]
+    if missing:
+        raise ShareFormatError(f"missing files: {', '.join(missing)}")
+    return files
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """``manifest.json`` checked for format name and version."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ShareFormatError(f"{MANIFEST_FILE} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ShareFormatError(f"{MANIFEST_FILE} must hold a JSON object")
+    if raw.get("format", FORMAT_NAME) != FORMAT_NAME:
+        raise ShareFormatError(f"{MANIFEST_FILE} is not a jupyter-convo export manifest")
+    version = raw.get("format_version")
+    if version not in SUPPORTED_FORMAT_VERSIONS or isinstance(version, bool):
+        known = ", ".join(str(v) for v in sorted(SUPPORTED_FORMAT_VERSIONS))
+        raise ShareFormatError(
+            f"unknown format version {version!r} (this jupyter-convo reads version {known}); "
+            "a newer jupyter-convo may read it"
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise ShareFormatError(f"{MANIFEST_FILE} is invalid: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "(root)"
+    return f"{where}: {error['msg']}"
+
+
+# --- unpacking ------------------------------------------------------------------------------
+
+
+def _read_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, sink: Callable[[bytes], object]
+) -> tuple[str, int]:
+    """Stream one entry into ``sink``; returns (sha256, size). Stops past ``limit`` bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with zf.open(info) as member:
+            while chunk := member.read(CHUNK):
+                size += len(chunk)
+                if size > limit or size > info.file_size:
+                    raise ShareFormatError(
+                        f"zip bomb: {info.filename!r} unpacks to more bytes than allowed"
+                    )
+                digest.update(chunk)
+                sink(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        # A header that understates the size ends the read early and fails the CRC check.
+        raise ShareFormatError(
+            f"entry {info.filename!r} is damaged or lies about its size: {exc}"
+        ) from None
+    return digest.hexdigest(), size
+
+
+def read_manifest(zf: zipfile.ZipFile, limits: ImportLimits) -> Manifest:
+    info = zf.getinfo(MANIFEST_FILE)
+    buffer = bytearray()
+    _read_member(zf, info, min(MAX_MANIFEST_BYTES, limits.max_total_bytes), buffer.extend)
+    return parse_manifest(bytes(buffer))
+
+
+def unpack(
+    zf: zipfile.ZipFile,
+    files: list[zipfile.ZipInfo],
+    manifest: Manifest,
+    staging: Path,
+    limits: ImportLimits,
+) -> None:
+    """Extract every file into ``staging`` counting real bytes, then compare the hashes."""
+    listed = set(manifest.files)
+    present = {info.filename for info in files if info.filename != MANIFEST_FILE}
+    unlisted = sorted(present - listed)
+    if unlisted:
+        raise ShareFormatError(f"files not listed in the manifest: {', '.join(unlisted[:5])}")
+    missing = sorted(listed - present)
+    if missing:
+        raise ShareFormatError(f"missing files: {', '.join(missing[:5])}")
+    budget = limits.max_total_bytes
+    root = staging.resolve()
+    for info in files:
+        if info.filename == MANIFEST_FILE:
+            continue
+        target = (staging / info.filename).resolve()
+        if root not in target.parents:
+            raise ShareFormatError(f"entry {info.filename!r} escapes the target folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "xb") as out:
+            digest, size = _read_member(zf, info, budget, out.write)
+        budget -= size
+        expected = manifest.files[info.filename]
+        if digest != expected.sha256 or size != expected.size:
+            raise ShareFormatError(
+                f"bad hash for {info.filename}: the file does not match its manifest entry"
+            )
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What the checked files hold."""
+
+    metadata: ConversationMetadata
+    event_count: int
+    last_event_id: int
+    cassette_entries: int
+
+
+def check_contents(staging: Path) -> Contents:
+    """The events, cassette and metadata must parse."""
+    count, last_id = check_events(staging / EVENTS_FILE)
+    entries = check_cassette(staging / CASSETTE_FILE)
+    try:
+        metadata = ConversationMetadata.model_validate_json((staging / META_FILE).read_bytes())
+    except ValidationError as exc:
+        raise ShareFormatError(f"{META_FILE} is invalid: {_first_error(exc)}") from None
+    return Contents(metadata, count, last_id, entries)
+
+
+def check_events(path: Path) -> tuple[int, int]:
+    """Every line is an event of our schema and ids increase; returns (count, last id)."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        raise ShareFormatError(f"{EVENTS_FILE} does not end with a newline (a torn last line)")
+    last_id = -1
+    count = 0
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            raise ShareFormatError(f"{EVENTS_FILE} line {number} is empty")
+        try:
+            event = event_from_json(line)
+        except ValidationError as exc:
+            raise ShareFormatError(
+                f"{EVENTS_FILE} line {number} is not a valid event: {_first_error(exc)}"
+            ) from None
+        if event.id <= last_id:
+            raise ShareFormatError(
+                f"{EVENTS_FILE} line {number}: event id {event.id} does not follow {last_id}"
+            )
+        last_id = event.id
+        count += 1
+    return count, last_id
+
+
+def check_cassette(path: Path) -> int:
+    data = path.read_bytes()
+    count = 0
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            CassetteEntry.model_validate_json(line)
+        except ValidationError as exc:
+            raise ShareFormatError(
+                f"{CASSETTE_FILE} line {number} is not a valid entry: {_first_error(exc)}"
+            ) from None
+        count += 1
+    return count
+
+
+def extract_export(
+    source: Source, destination: Path, limits: ImportLimits | None = None
+) -> tuple[Manifest, Contents]:
+    """Validate ``source`` fully and unpack it into the new folder ``destination``."""
+    limits = limits or ImportLimits()
+    with open_zip(source) as zf:
+        files = check_directory(zf, limits)
+        manifest = read_manifest(zf, limits)
+        destination.mkdir(parents=True, exist_ok=False)
+        try:
+            unpack(zf, files, manifest, destination, limits)
+            contents = check_contents(destination)
+        except BaseException:
+            shutil.rmtree(destination, ignore_errors=True)
+            raise
+    return manifest, contents
+
+
+def validate_export_dir(directory: Path) -> tuple[Manifest, Contents]:
+    """An unpacked export (a folder with ``manifest.json``): hashes and contents checked."""
+    manifest_path = directory / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise ShareFormatError(f"missing files: {MANIFEST_FILE}")
+    manifest = parse_manifest(manifest_path.read_bytes())
+    missing = [n for n in (*REQUIRED_FILES, *manifest.files) if not (directory / n).is_file()]
+    if missing:
+        raise ShareFormatError(f"missing files: {', '.join(sorted(set(missing))[:5])}")
+    root = directory.resolve()
+    for name, entry in manifest.files.items():
+        check_entry_name(name)
+        path = (directory / name).resolve()
+        if root not in path.parents:
+            raise ShareFormatError(f"entry {name!r} escapes the target folder")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != entry.sha256 or len(data) != entry.size:
+            raise ShareFormatError(
+                f"bad hash for {name}: the file does not match its manifest entry"
+            )
+    return manifest, check_contents(directory)
+
+
+# --- the conversation -------------------------------------------------------------------------
+
+
+def _id_taken(conversation_id: str, root: Path, store: ConversationStore | None) -> bool:
+    if (root / conversation_id).exists():
+        return True
+    return store is not None and store.get(conversation_id) is not None
+
+
+def import_conversation(
+    source: Source,
+    conversations_root: str | os.PathLike[str],
+    *,
+    store: ConversationStore | None = None,
+    user_id: str | None = None,
+    limits: ImportLimits | None = None,
+) -> ImportResult:
+    """Validate and unpack an export as a stopped conversation owned by ``user_id``.
+
+    The events are kept byte for byte (a re-export gives the same ``events.jsonl``); the
+    workspace files, if any, go into the conversation's ``workspace/``. The id is kept
+    unless a conversation already has it. Raises ``ShareFormatError``.
+    """
+    root = Path(conversations_root)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".import-{uuid.uuid4().hex}"
+    manifest, contents = extract_export(source, staging, limits)
+    original = contents.metadata
+    last_id = contents.last_event_id
+    try:
+        conversation_id = original.id
+        renamed = _id_taken(conversation_id, root, store)
+        if renamed:
+            conversation_id = new_id()
+        metadata = ConversationMetadata.model_validate(
+            {
+                **original.model_dump(),
+                "id": conversation_id,
+                "user_id": user_id,
+                "status": ConversationStatus.STOPPED,
+                "workspace": None,
+                "last_event_id": last_id,
+                "error": None,
+                "tags": {**original.tags, "imported_from": original.id},
+            }
+        )
+        record = {
+            "manifest": manifest.model_dump(mode="json"),
+            "meta": original.model_dump(mode="json"),
+        }
+        (staging / IMPORT_RECORD_FILE).write_text(
+            json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        (staging / MANIFEST_FILE).unlink(missing_ok=True)
+        (staging / META_FILE).unlink(missing_ok=True)
+        (staging / "workspace").mkdir(exist_ok=True)
+        target = root / conversation_id
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if store is not None:
+        try:
+            store.create(metadata)
+        except Exception:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+    log.info(
+        "Imported conversation %s as %s (%d events)", original.id, conversation_id, last_id + 1
+    )
+    return ImportResult(
+        conversation_id=conversation_id,
+        original_id=original.id,
+        directory=target,
+        metadata=metadata,
+        manifest=manifest,
+        renamed=renamed,
+    )
+
+
+__all__ = [
+    "Contents",
+    "ImportLimits",
+    "ImportResult",
+    "ShareFormatError",
+    "check_entry_name",
+    "extract_export",
+    "import_conversation",
+    "open_zip",
+    "parse_manifest",
+    "validate_export_dir",
+]
