@@ -67,21 +67,12 @@ class ConversationCountHandler(ConvoHandler):
         self.send_json({"count": self.services.store.count(query)})
 
 
-class ConversationsHandler(ConvoHandler):
-    """``GET conversations?ids=`` (batch) and ``POST conversations`` (create)."""
+class ConversationCreator(ConvoHandler):
+    """Shared by ``POST conversations`` and ``stream-start``: validate, then create.
 
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        params = self.query(IdsParams)
-        self.send_models(self.services.store.get_many(params.ids, user_id=self.user_id))
-
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        request = self.body(CreateConversationRequest)
-        task = await self.create(request)
-        self.send_model(task, status=202)
+    A base of its own so that neither route inherits the other's methods (``GET
+    conversations/stream-start`` must not answer as the batch get).
+    """
 
     async def create(self, request: CreateConversationRequest) -> StartTask:
         initial_message = _initial_message(request.initial_message, request.image_urls)
@@ -112,7 +103,24 @@ class ConversationsHandler(ConvoHandler):
         return task
 
 
-class StreamStartHandler(ConversationsHandler):
+class ConversationsHandler(ConversationCreator):
+    """``GET conversations?ids=`` (batch) and ``POST conversations`` (create)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        params = self.query(IdsParams)
+        self.send_models(self.services.store.get_many(params.ids, user_id=self.user_id))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        request = self.body(CreateConversationRequest)
+        task = await self.create(request)
+        self.send_model(task, status=202)
+
+
+class StreamStartHandler(ConversationCreator):
     """``POST conversations/stream-start``: ``[`` task, update, ... ``]`` as they happen."""
 
     @web.authenticated
