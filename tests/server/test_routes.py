@@ -394,6 +394,11 @@ async def test_not_found_and_bad_input(alice: Api, jp_serverapp: Any) -> None:
         assert error.code == 400, (method, path, options, error)
         assert named in error.message, (named, error.message)
 
+    # routes answer only their own methods
+    for method, path in [("GET", "conversations/stream-start"), ("PUT", "conversations")]:
+        error = await alice.error(method, path, body={} if method == "PUT" else None)
+        assert error.code == 405, (method, path, error)
+
     # a confirmation for a conversation that is not running cannot be delivered
     stopped = await alice.error(
         "POST",
