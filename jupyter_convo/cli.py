@@ -10,6 +10,7 @@ from typing import Any
 
 from .client import ConvoClient, ConvoClientError, ServerNotFound
 from .events.text import event_text, transcript
+from .image import add_build_image_command
 
 # Agent states in which the agent is not working: `--follow` stops streaming there.
 RESTING_STATES = frozenset(
@@ -208,11 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
     p.set_defaults(run=cmd_delete)
+
+    add_build_image_command(sub)  # needs a Docker engine, not a Jupyter server
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "run_local"):
+        return int(args.run_local(args))
     try:
         with ConvoClient() as client:
             return int(args.run(client, args))
