@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SandboxKind = Literal["process"]
+SandboxKind = Literal["process", "docker"]
 MIB = 1024 * 1024
 
 
@@ -27,11 +27,11 @@ class ManagerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: Path
-    # Where runtimes run; "docker" joins behind the same Sandbox interface later.
+    # Where runtimes run: local processes or Docker containers (the docker_* fields).
     sandbox: SandboxKind = "process"
     # Running conversations per user; starting one more stops the oldest.
     max_concurrent_conversations: int = Field(default=5, ge=1)
-    # Idle runtimes started ahead of time (the warm pool comes with a later issue).
+    # Idle runtimes started ahead of time and bound to the next new conversations.
     warm_pool_size: int = Field(default=0, ge=0)
     # From spawning a runtime to its ready line.
     runtime_start_timeout: float = Field(default=60.0, gt=0)
@@ -51,6 +51,12 @@ class ManagerConfig(BaseModel):
     kill_grace_seconds: float = Field(default=5.0, gt=0)
     # Timeout of one REST call to a runtime.
     runtime_request_timeout: float = Field(default=30.0, gt=0)
+    # The docker sandbox: runtime image, engine URL (None: DOCKER_HOST or the default
+    # socket), and per-container limits (None: no limit; memory as "2g" or bytes).
+    docker_image: str = "jupyter-convo-runtime:latest"
+    docker_host: str | None = None
+    docker_cpus: float | None = Field(default=None, gt=0)
+    docker_memory: str | int | None = None
 
     @property
     def conversations_root(self) -> Path:

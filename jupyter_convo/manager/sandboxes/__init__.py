@@ -1,4 +1,6 @@
-"""Sandboxes: where runtimes run (``process`` now; ``docker`` behind the same interface)."""
+"""Sandboxes: where runtimes run, ``process`` or ``docker``, behind one interface.
+
+``DockerSandbox`` is imported only when chosen: it needs the optional docker SDK."""
 
 from __future__ import annotations
 
@@ -22,4 +24,16 @@ def make_sandbox(config: ManagerConfig) -> Sandbox:
             server_instance_id=config.server_instance_id,
             max_upload_bytes=config.upload_max_bytes,
         )
-    raise ValueError(f"unknown sandbox kind {config.sandbox!r}; expected 'process'")
+    if config.sandbox == "docker":
+        from .docker import DockerSandbox
+
+        return DockerSandbox(
+            config.conversations_root,
+            image=config.docker_image,
+            docker_host=config.docker_host,
+            cpus=config.docker_cpus,
+            memory=config.docker_memory,
+            server_instance_id=config.server_instance_id,
+            max_upload_bytes=config.upload_max_bytes,
+        )
+    raise ValueError(f"unknown sandbox kind {config.sandbox!r}; expected 'process' or 'docker'")

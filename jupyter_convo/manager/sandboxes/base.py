@@ -59,6 +59,10 @@ class Sandbox(ABC):
     """Starts and stops runtimes of one kind and finds them again after a server restart."""
 
     kind: ClassVar[str]
+    # Whether a runtime keeps the environment it was created with across restarts (a
+    # container does): then a warm-pool runtime must boot with its conversation's own key
+    # rather than a throwaway one replaced at bind time.
+    keeps_environment: ClassVar[bool] = False
 
     def __init__(self, conversations_root: Path) -> None:
         self.conversations_root = conversations_root
@@ -68,10 +72,18 @@ class Sandbox(ABC):
 
     @abstractmethod
     async def start(
-        self, conversation_id: str, env: Mapping[str, str], *, timeout: float
+        self,
+        conversation_id: str,
+        env: Mapping[str, str],
+        *,
+        timeout: float,
+        owner: str | None = None,
+        workspace: Path | None = None,
     ) -> RuntimeHandle:
         """Start a runtime for ``conversation_id`` with ``env`` added to its environment
-        (the session key travels only there) and wait until it is ready.
+        (the session key travels only there) and wait until it is ready. ``owner`` (the
+        user, None for a warm-pool runtime) and ``workspace`` (the absolute workspace, when
+        known) serve sandboxes that label or mount things.
 
         Raises ``SandboxStartError`` with a reason (and cleans up) when it does not come up
         within ``timeout`` seconds.
@@ -96,6 +108,16 @@ class Sandbox(ABC):
     @abstractmethod
     async def find_existing(self) -> list[RuntimeHandle]:
         """Runtimes left running by an earlier server; stale records are removed."""
+
+    async def remove(self, conversation_id: str) -> None:
+        """The conversation is deleted: drop whatever the sandbox keeps for it beyond its
+        directory (a stopped container). The runtime is already stopped."""
+        self.remove_record(conversation_id)
+
+    def reaches(self, conversation_id: str, path: Path) -> bool:
+        """Whether a runtime started for ``conversation_id`` can work in ``path`` (a
+        container only sees what was mounted when it was created)."""
+        return True
 
     # --- runtime.json -------------------------------------------------------------------
 

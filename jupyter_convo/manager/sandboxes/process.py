@@ -85,7 +85,13 @@ class ProcessSandbox(Sandbox):
         return command
 
     async def start(
-        self, conversation_id: str, env: Mapping[str, str], *, timeout: float
+        self,
+        conversation_id: str,
+        env: Mapping[str, str],
+        *,
+        timeout: float,
+        owner: str | None = None,
+        workspace: Path | None = None,
     ) -> RuntimeHandle:
         conv_dir = self.conversation_dir(conversation_id)
         conv_dir.mkdir(parents=True, exist_ok=True)
