@@ -55,6 +55,7 @@ from .base import (
 from .config import ManagerConfig
 from .keys import load_or_create_server_secret, session_key
 from .metadata import RUNTIME_DIED, TOO_MANY_CONVERSATIONS, MetadataFold, describe_error
+from .pool import WarmPool, WarmRuntime, remove_warm_leftovers
 from .relay import EventRelay
 from .runtime_client import (
     RuntimeBadRequest,
@@ -131,6 +132,15 @@ class NestedConversationManager(ConversationManager):
         self._start_jobs: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.pool: WarmPool | None = None
+        if config.warm_pool_size:
+            self.pool = WarmPool(
+                self.sandbox,
+                config.warm_pool_size,
+                conversation_key=self.session_key,
+                new_id=new_id,
+                start_timeout=config.runtime_start_timeout,
+            )
 
     # --- small helpers ----------------------------------------------------------------------
 
@@ -304,18 +314,16 @@ class NestedConversationManager(ConversationManager):
 
     async def start(self) -> None:
         self._check_open()
-        if self.config.warm_pool_size:
-            log.warning(
-                "warm_pool_size=%s: the warm pool is not implemented yet; runtimes start cold",
-                self.config.warm_pool_size,
-            )
         self._fail_interrupted_start_tasks()
         found: set[str] = set()
         for handle in await self.sandbox.find_existing():
             if await self._reattach(handle):
                 found.add(handle.conversation_id)
+        await remove_warm_leftovers(self.sandbox, lambda cid: self.store.get(cid) is not None)
         await self._settle_lost_runtimes(found)
         await self._prune_expired()
+        if self.pool is not None:
+            self.pool.start()
         log.info("conversation manager started; %d runtime(s) found again", len(found))
 
     def _fail_interrupted_start_tasks(self) -> None:
@@ -418,6 +426,8 @@ class NestedConversationManager(ConversationManager):
 
     async def shutdown(self) -> None:
         self._closing = True
+        if self.pool is not None:
+            await self.pool.close()
         for job in list(self._start_jobs):
             job.cancel()
         await asyncio.gather(*self._start_jobs, return_exceptions=True)
@@ -472,8 +482,13 @@ class NestedConversationManager(ConversationManager):
             title = None
         if title is None and initial_message is not None:
             title = title_from_message(initial_message.text)
+        warm = None
+        if self.pool is not None:
+            warm = await self.pool.take(
+                lambda cid: self.sandbox.reaches(cid, self._workspace_root(cid, workspace))
+            )
         meta = ConversationMetadata(
-            id=new_id(),
+            id=warm.conversation_id if warm is not None else new_id(),
             user_id=user_id,
             title=title,
             status=ConversationStatus.STARTING,
@@ -500,7 +515,7 @@ class NestedConversationManager(ConversationManager):
         log.info("conversation %s of %s: starting (task %s)", meta.id, user_id, task.id)
         job = asyncio.create_task(
             self._run_start_task(
-                task.id, meta.id, user_id, settings, initial_message, workspace, replay
+                task.id, meta.id, user_id, settings, initial_message, workspace, replay, warm
             ),
             name=f"start-{meta.id}",
         )
@@ -517,6 +532,7 @@ class NestedConversationManager(ConversationManager):
         initial_message: InitialMessage | None,
         workspace: str | None,
         replay: dict[str, Any] | None,
+        warm: WarmRuntime | None = None,
     ) -> None:
         def progress(status: StartTaskStatus) -> None:
             self._set_task(task_id, status)
@@ -531,11 +547,14 @@ class NestedConversationManager(ConversationManager):
                     workspace=workspace,
                     replay=replay,
                     progress=progress,
+                    warm=warm,
                 )
         except asyncio.CancelledError:
+            await self._release_warm(warm)
             self._set_task(task_id, StartTaskStatus.ERROR, "the server shut down during start")
             raise
         except Exception as exc:
+            await self._release_warm(warm)
             self._set_task(task_id, StartTaskStatus.ERROR, str(exc) or type(exc).__name__)
             return
         self._set_task(task_id, StartTaskStatus.READY)
@@ -610,8 +629,10 @@ class NestedConversationManager(ConversationManager):
         workspace: str | None,
         replay: dict[str, Any] | None,
         progress: Progress | None,
+        warm: WarmRuntime | None = None,
     ) -> None:
-        """Start a runtime and bind the conversation to it (the caller holds its lock)."""
+        """Start a runtime (or take ``warm``) and bind the conversation to it (the caller
+        holds its lock)."""
 
         def step(status: StartTaskStatus) -> None:
             if progress is not None:
@@ -623,19 +644,25 @@ class NestedConversationManager(ConversationManager):
         try:
             step(StartTaskStatus.WAITING_FOR_SANDBOX)
             key = self.session_key(conversation_id)
-            try:
-                handle = await self.sandbox.start(
-                    conversation_id,
-                    {SESSION_KEY_ENV: key},
-                    timeout=self.config.runtime_start_timeout,
-                )
-            except SandboxStartError as exc:
-                raise ConversationStartError(str(exc)) from exc
+            root = self._workspace_root(conversation_id, workspace)
+            boot_key = key
+            if warm is not None:
+                handle, boot_key = warm.handle, warm.boot_key
+            else:
+                try:
+                    handle = await self.sandbox.start(
+                        conversation_id,
+                        {SESSION_KEY_ENV: key},
+                        timeout=self.config.runtime_start_timeout,
+                        owner=user_id,
+                        workspace=root,
+                    )
+                except SandboxStartError as exc:
+                    raise ConversationStartError(str(exc)) from exc
             runtime = _Runtime(conversation_id, user_id, handle, self._client(handle))
             self._runtimes[conversation_id] = runtime
             try:
                 step(StartTaskStatus.PREPARING_WORKSPACE)
-                root = self._workspace_root(conversation_id, workspace)
                 await asyncio.to_thread(_prepare_workspace, root)
                 step(StartTaskStatus.STARTING_CONVERSATION)
                 relay = self._relay_for(conversation_id)
@@ -646,9 +673,10 @@ class NestedConversationManager(ConversationManager):
                     initial_message=initial_message,
                     workspace=workspace,
                     replay=replay,
+                    session_api_key=key,
                 )
                 try:
-                    await runtime.client.create_conversation(request)
+                    await self._bind(runtime, request, boot_key)
                 except RuntimeClientError as exc:
                     raise ConversationStartError(
                         f"the runtime could not start the conversation: {exc.message}"
@@ -673,6 +701,31 @@ class NestedConversationManager(ConversationManager):
         ):
             self._set_status(conversation_id, ConversationStatus.RUNNING, error=None)
         log.info("conversation %s is running (runtime %s)", conversation_id, handle.runtime_id)
+
+    async def _bind(
+        self, runtime: _Runtime, request: CreateConversationRequest, boot_key: str
+    ) -> None:
+        """POST the conversation to its runtime with the key the runtime booted with (a
+        warm runtime's throwaway key, which the request's ``session_api_key`` replaces)."""
+        if boot_key == request.session_api_key:
+            await runtime.client.create_conversation(request)
+            return
+        client = RuntimeClient(
+            runtime.handle.url,
+            boot_key,
+            runtime.conversation_id,
+            timeout=self.config.runtime_request_timeout,
+        )
+        try:
+            await client.create_conversation(request)
+        finally:
+            await client.aclose()
+
+    async def _release_warm(self, warm: WarmRuntime | None) -> None:
+        """A start that took a warm runtime failed before using it: end that runtime."""
+        if warm is not None and warm.conversation_id not in self._runtimes:
+            with contextlib.suppress(Exception):
+                await self.sandbox.kill(warm.handle)
 
     async def _start_failed(self, conversation_id: str, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
@@ -884,6 +937,7 @@ class NestedConversationManager(ConversationManager):
             self._folds.pop(conversation_id, None)
             conv_dir = self.conversation_dir(conversation_id)
             existed_on_disk = conv_dir.exists()
+            await self.sandbox.remove(conversation_id)
             await asyncio.to_thread(shutil.rmtree, conv_dir, True)
             existed = self.store.delete(conversation_id)
         self._conversation_locks.pop(conversation_id, None)
