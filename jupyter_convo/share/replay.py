@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from ..agent.cassette import Cassette
 from ..agent.controller import AGENT_TOOL_FAILED, NEW_MESSAGE_REJECTION, AgentController
 from ..agent.history import tool_call_for
@@ -52,11 +50,12 @@ from ..events.schema import (
 )
 from .cassette_llm import CassetteLLM
 from .normalize import default_workspace_roots, observation_diff, rebase_text
-from .source import ReplaySource
+from .source import ReplayRequest, ReplaySource, parse_replay_request
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 S = AgentState
+REPLAY_FAILED = "REPLAY_FAILED"
 # States in which the agent waits for the user (or has nothing left to do).
 IDLE_STATES = (
     S.AWAITING_USER_INPUT,
@@ -68,26 +67,6 @@ IDLE_STATES = (
 )
 EXECUTABLE_KINDS = frozenset({"command", "python", "file_read", "file_edit"})
 _REBASED_FIELDS = ("command", "code", "path", "file_text", "old_str", "new_str")
-
-
-class ReplayRequest(BaseModel):
-    """``CreateConversationRequest.replay``: what to replay and how."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: ReplayMode = "actions"
-    # An export zip, an unpacked export or a conversation folder (path on the runtime's host).
-    source: str = Field(min_length=1)
-
-
-def parse_replay_request(data: object) -> ReplayRequest:
-    """Validate a ``replay`` dict; ``ValueError`` names the bad field."""
-    try:
-        return ReplayRequest.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "replay"
-        raise ValueError(f"replay.{where}: {error['msg']}") from None
 
 
 def is_observation(event: EventBase) -> bool:
@@ -164,7 +143,7 @@ class Judge:
             )
         )
         assert isinstance(event, ReplayStepEvent)
-        log.info(
+        logger.info(
             "replay step %d (recorded action %s): %s", self.step, event.recorded_event_id, verdict
         )
         return event
@@ -193,7 +172,7 @@ class Judge:
             )
         )
         assert isinstance(event, ReplaySummaryEvent)
-        log.info("replay of %s (%s): %s", self.source.conversation_id, mode, message)
+        logger.info("replay of %s (%s): %s", self.source.conversation_id, mode, message)
         return event
 
 
@@ -225,7 +204,7 @@ async def execute_action(tool: Tool, action: ActionBase) -> EventBase | None:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        log.warning("Tool %s failed on replayed action %d", tool.name, action.id, exc_info=True)
+        logger.warning("Tool %s failed on replayed action %d", tool.name, action.id, exc_info=True)
         return ErrorEvent(
             code=AGENT_TOOL_FAILED,
             message=f"The {tool.name} tool failed: {type(exc).__name__}: {exc}",
@@ -421,7 +400,7 @@ class CassetteReplay:
                     )
                 )
             else:
-                log.warning(
+                logger.warning(
                     "Replay: the recorded run answered a confirmation (event %d) that this "
                     "run did not ask for; skipping it",
                     item.id,
@@ -523,13 +502,56 @@ async def run_replay(
         summary = await replay_cassette(
             source, controller=controller, log=log, workspace=workspace, step_timeout=step_timeout
         )
+    except BaseException:
+        await controller.close()  # a failed or cancelled replay leaves no loop running
+        raise
     finally:
         replay_llm.live = True
     return ReplayOutcome(summary, controller)
 
 
+async def replay_then_live(
+    source: ReplaySource,
+    mode: ReplayMode,
+    *,
+    log: EventLog,
+    tools: Sequence[Tool],
+    settings: AgentSettings,
+    workspace: Workspace,
+    llm: LLMClient,
+    cassette: Cassette | None = None,
+    secrets: SecretRegistry | None = None,
+) -> AgentController:
+    """``run_replay`` for a runtime: a replay that fails is logged (``REPLAY_FAILED``) and a
+    live agent takes over all the same; returns the started controller."""
+    try:
+        outcome = await run_replay(
+            source,
+            mode,
+            log=log,
+            tools=tools,
+            settings=settings,
+            workspace=workspace,
+            llm=llm,
+            cassette=cassette,
+            secrets=secrets,
+        )
+        return outcome.controller
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logger.exception("The replay of %s failed", source.conversation_id)
+        log.append(ErrorEvent(code=REPLAY_FAILED, message=f"The replay failed: {exc}"))
+    controller = AgentController(
+        log=log, llm=llm, tools=tools, settings=settings, workspace=workspace
+    )
+    await controller.start()
+    return controller
+
+
 __all__ = [
     "IDLE_STATES",
+    "REPLAY_FAILED",
     "ActionsReplay",
     "CassetteReplay",
     "Judge",
@@ -542,5 +564,6 @@ __all__ = [
     "recorded_observations",
     "replay_actions",
     "replay_cassette",
+    "replay_then_live",
     "run_replay",
 ]

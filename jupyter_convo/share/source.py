@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..agent.cassette import Cassette, CassetteEntry, CassetteError
-from ..events.schema import Event, event_from_json
+from ..events.schema import Event, ReplayMode, event_from_dict, event_from_json, event_to_dict
 from ..store.models import ConversationMetadata
 from .export import metadata_from_log
 from .format import (
@@ -51,6 +51,88 @@ class ReplaySource:
     @property
     def title(self) -> str | None:
         return self.metadata.title if self.metadata is not None else None
+
+
+class ReplayRequest(BaseModel):
+    """``CreateConversationRequest.replay``: what to replay and how.
+
+    The source is a path (an export zip, an unpacked export or a conversation folder;
+    relative paths are taken from the new conversation's folder) or the recorded run inline
+    (``events`` and the final ``cassette`` entries, see ``source_to_wire``): inline sources
+    reach runtimes in any sandbox, whatever the sandbox can see of the host's files.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: ReplayMode = "actions"
+    source: str | None = Field(default=None, min_length=1)
+    events: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    cassette: list[dict[str, Any]] = Field(default_factory=list)
+    workspace_roots: list[str] = Field(default_factory=list)
+    source_conversation_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReplayRequest:
+        if (self.source is None) == (self.events is None):
+            raise ValueError("give either source (a path) or events (inline), not both")
+        return self
+
+
+def parse_replay_request(data: object) -> ReplayRequest:
+    """Validate a ``replay`` dict; ``ValueError`` names the bad field."""
+    try:
+        return ReplayRequest.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        prefix = f"replay.{where}" if where else "replay"
+        raise ValueError(f"{prefix}: {error['msg']}") from None
+
+
+def source_to_wire(source: ReplaySource, mode: ReplayMode) -> dict[str, Any]:
+    """An inline ``replay`` request for ``source`` (cassette: final answers, no prompts)."""
+    answers = [
+        {**entry.model_dump(mode="json"), "request": {"model": entry.request.get("model")}}
+        for entry in source.cassette
+        if entry.final
+    ]
+    return ReplayRequest(
+        mode=mode,
+        events=[event_to_dict(event) for event in source.events],
+        cassette=answers if mode == "cassette" else [],
+        workspace_roots=source.workspace_roots,
+        source_conversation_id=source.conversation_id,
+    ).model_dump(mode="json", exclude_none=True)
+
+
+def source_from_request(request: ReplayRequest, base: Path) -> ReplaySource:
+    """The source a replay request names (a path under ``base`` or inline)."""
+    if request.source is not None:
+        path = Path(request.source).expanduser()
+        return load_source(path if path.is_absolute() else base / path)
+    events: list[Event] = []
+    for index, data in enumerate(request.events or []):
+        try:
+            events.append(event_from_dict(data))
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"]
+            raise ShareFormatError(
+                f"replay.events[{index}] is not a valid event: {problem}"
+            ) from None
+    entries: list[CassetteEntry] = []
+    for index, data in enumerate(request.cassette):
+        try:
+            entries.append(CassetteEntry.model_validate(data))
+        except ValidationError as exc:
+            raise ShareFormatError(
+                f"replay.cassette[{index}] is not a valid entry: {exc}"
+            ) from None
+    return ReplaySource(
+        conversation_id=request.source_conversation_id,
+        events=events,
+        cassette=entries,
+        workspace_roots=list(request.workspace_roots),
+    )
 
 
 def load_source(
@@ -151,9 +233,13 @@ def read_cassette(path: Path) -> list[CassetteEntry]:
 
 
 __all__ = [
+    "ReplayRequest",
     "ReplaySource",
     "load_source",
+    "parse_replay_request",
     "read_cassette",
     "read_events",
     "source_from_conversation",
+    "source_from_request",
+    "source_to_wire",
 ]
