@@ -174,9 +174,6 @@ class CreateConversationHandler(RuntimeHandler):
         from .session import ConversationSession, SessionStartError
 
         request = self.parse_body(CreateConversationRequest)
-        if request.replay is not None:
-            # Refused loudly rather than run an ordinary conversation in its place.
-            raise ApiError(400, "invalid request body: replay: not supported by this runtime")
         state = self.runtime
         async with state.bind_lock:
             session = state.session
@@ -241,11 +238,11 @@ class EventsHandler(RuntimeHandler):
 
 async def deliver_input(session: ConversationSession, item: UserInput) -> Event:
     """Hand ``item`` to the controller, turning its refusals into API errors."""
-    from .session import SessionClosed, SessionStartError
+    from .session import SessionBusy, SessionClosed, SessionStartError
 
     try:
         return await session.handle_input(item)
-    except SessionClosed as exc:
+    except (SessionClosed, SessionBusy) as exc:
         raise ApiError(409, str(exc)) from exc
     except SessionStartError as exc:
         raise ApiError(409, f"conversation did not start: {exc}") from exc

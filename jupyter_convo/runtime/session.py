@@ -2,6 +2,8 @@
 
 A runtime hosts exactly one conversation. Binding creates (or reopens) the conversation
 directory; an existing ``events.jsonl`` means a restart and the controller continues from it.
+A request with ``replay`` (and no log yet) first replays a recorded run into the new log
+(``jupyter_convo.share.replay``), then hands over to a live agent.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..agent.cassette import Cassette
 from ..agent.controller import AgentController
@@ -33,6 +36,10 @@ from ..events.schema import (
 )
 from .models import ConversationInfo, CreateConversationRequest
 
+if TYPE_CHECKING:
+    from ..agent.settings import AgentSettings
+    from ..share.source import ReplayRequest, ReplaySource
+
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
@@ -49,6 +56,10 @@ class SessionStartError(RuntimeError):
 
 class SessionClosed(RuntimeError):
     """The conversation was stopped; it takes no more input."""
+
+
+class SessionBusy(RuntimeError):
+    """The conversation is replaying a recorded run; it takes input once that is done."""
 
 
 def register_secrets(secrets: SecretRegistry, request: CreateConversationRequest) -> None:
@@ -86,6 +97,9 @@ class ConversationSession:
         self.directory = conversations_root / request.conversation_id
         self.directory.mkdir(parents=True, exist_ok=True)
         self.workspace = Workspace(workspace_root(request, self.directory))
+        # Checked before the log opens: a bad replay source is the request's fault (400).
+        self.replay = self._replay_source(request)
+        self._replay_task: asyncio.Task[None] | None = None
         self.log = EventLog(self.directory / EVENTS_FILE, secrets=secrets)
         self.restarted = len(self.log) > 0
         self.runtime_status = RuntimeStatus.STARTING_RUNTIME
@@ -113,6 +127,14 @@ class ConversationSession:
             cassette = Cassette(self.directory / CASSETTE_FILE, secrets=self.secrets)
             llm = LLMClient(settings.llm, cassette=cassette, secrets=self.secrets)
             self._tools = build_tools(self.workspace, settings)
+            if self.replay is not None:
+                self._status(RuntimeStatus.READY)
+                self._replay_task = asyncio.create_task(
+                    self._run_replay(*self.replay, settings, llm, cassette),
+                    name=f"replay-{self.conversation_id}",
+                )
+                self._started.set()
+                return
             self.controller = AgentController(
                 log=self.log,
                 llm=llm,
@@ -134,6 +156,50 @@ class ConversationSession:
             "restarted from its log" if self.restarted else "started",
             self.workspace.root,
         )
+
+    def _replay_source(
+        self, request: CreateConversationRequest
+    ) -> tuple[ReplaySource, ReplayRequest] | None:
+        """The recorded run to replay, if asked and the conversation has no log yet."""
+        if request.replay is None:
+            return None
+        events = self.directory / EVENTS_FILE
+        if events.exists() and events.stat().st_size > 0:
+            log.info(
+                "conversation %s has a log: continuing it, not replaying", request.conversation_id
+            )
+            return None
+        from ..share.source import parse_replay_request, source_from_request
+
+        replay = parse_replay_request(request.replay)  # ValueError names the field
+        return source_from_request(replay, self.directory), replay
+
+    async def _run_replay(
+        self,
+        source: ReplaySource,
+        replay: ReplayRequest,
+        settings: AgentSettings,
+        llm: LLMClient,
+        cassette: Cassette,
+    ) -> None:
+        """Replay, then let the live agent take over (also when the replay failed)."""
+        from ..share.replay import replay_then_live
+
+        self.controller = await replay_then_live(
+            source,
+            replay.mode,
+            log=self.log,
+            tools=self._tools,
+            settings=settings,
+            workspace=self.workspace,
+            llm=llm,
+            cassette=cassette,
+            secrets=self.secrets,
+        )
+
+    @property
+    def replaying(self) -> bool:
+        return self._replay_task is not None and not self._replay_task.done()
 
     async def _fail_start(self, exc: Exception) -> None:
         log.exception("conversation %s could not start", self.conversation_id)
@@ -170,6 +236,10 @@ class ConversationSession:
         if self.closed.is_set():
             return
         self._status(RuntimeStatus.STOPPING)
+        if self._replay_task is not None and not self._replay_task.done():
+            self._replay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._replay_task
         if self.controller is not None:
             try:
                 await self.controller.close()
@@ -214,7 +284,11 @@ class ConversationSession:
         if self.closed.is_set():
             raise SessionClosed(f"conversation {self.conversation_id} is stopped")
         await self.wait_started()
-        assert self.controller is not None
+        if self.replaying or self.controller is None:
+            raise SessionBusy(
+                f"conversation {self.conversation_id} is replaying a recorded run; "
+                "send input once its replay_summary event arrived"
+            )
         return await self.controller.handle_input(item)
 
     def info(self) -> ConversationInfo:
