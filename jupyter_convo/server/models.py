@@ -97,6 +97,12 @@ class RememberPromptParams(_Strict):
     event_id: int = Field(ge=0)
 
 
+class ExportParams(_Strict):
+    """``conversations/{id}/export``: also pack the workspace's files (size-capped)."""
+
+    workspace: bool = False
+
+
 # --- bodies ---------------------------------------------------------------------------------
 
 
@@ -113,6 +119,14 @@ class ConversationOptions(_Strict):
     extra_instructions: str | None = None
 
 
+class ReplayOptions(_Strict):
+    """``replay`` of ``POST conversations``: replay one of the user's conversations (an
+    imported export, say) into the new one, step by step, then go on live."""
+
+    source_conversation_id: str = Field(pattern=ID_PATTERN)
+    mode: Literal["actions", "cassette"] = "actions"
+
+
 class CreateConversationRequest(ConversationOptions):
     """``POST conversations`` and ``POST conversations/stream-start``."""
 
@@ -122,6 +136,7 @@ class CreateConversationRequest(ConversationOptions):
     workspace: str | None = Field(default=None, min_length=1)
     sandbox: Literal["process", "docker"] | None = None
     trigger: str = Field(default="gui", pattern=TRIGGER_PATTERN)
+    replay: ReplayOptions | None = None
 
 
 class StartConversationRequest(ConversationOptions):

@@ -39,10 +39,12 @@ __all__ = ["API_PREFIX", "AUTH_RESOURCE", "SERVICES_KEY", "ConvoHandler", "route
 
 def routes() -> list[tuple[str, Any]]:
     """(pattern relative to base_url, handler class) for every route of the API."""
+    from ..share_handlers import share_routes
     from ..ws import EventsWebSocketHandler
 
     one = f"{API_PREFIX}/conversations/{CONVERSATION_ID}"
     return [
+        *share_routes(API_PREFIX, CONVERSATION_ID),
         (f"{API_PREFIX}/conversations/search", ConversationSearchHandler),
         (f"{API_PREFIX}/conversations/count", ConversationCountHandler),
         (f"{API_PREFIX}/conversations/stream-start", StreamStartHandler),

@@ -83,15 +83,19 @@ class ConversationCreator(ConvoHandler):
             except WorkspaceOutsideRoot as exc:
                 fail(400, f"invalid request body: workspace: {exc}")
         settings = self.services.agent_settings(self.user_id, request)
+        from ..share_handlers import replay_source  # share_handlers imports this package
+
+        replay, replay_title = await replay_source(self, request.replay)
         try:
             task = await self.services.manager.create_conversation(
                 user_id=self.user_id,
                 settings=settings,
                 initial_message=initial_message,
-                title=request.title,
+                title=request.title or replay_title,
                 workspace=workspace,
                 sandbox=request.sandbox or self.services.default_sandbox(self.user_id),
                 trigger=request.trigger,
+                replay=replay,
             )
         except ValueError as exc:
             fail(400, str(exc))
