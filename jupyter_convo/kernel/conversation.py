@@ -56,6 +56,7 @@ class Conversation:
         kernel_mode: bool = False,
         start_task: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        history_end: int = -1,
     ) -> None:
         self.client = client
         self.id = conversation_id
@@ -64,6 +65,7 @@ class Conversation:
         self._state = ConversationState()
         if metadata:
             self._state.apply_metadata(metadata)
+        self._state.history_ends_at(history_end)
         self._events: list[dict[str, Any]] = []
         self._changed = threading.Condition()
         self._listeners: list[Listener] = []
@@ -132,7 +134,9 @@ class Conversation:
     def attach(cls, client: ConvoClient, conversation_id: str) -> Conversation:
         """Follow an existing conversation from its first event (history, then live)."""
         metadata = client.get(conversation_id)
-        return cls(client, conversation_id, metadata=metadata)
+        history_end = client.count_events(conversation_id) - 1
+        conversation = cls(client, conversation_id, metadata=metadata, history_end=history_end)
+        return conversation
 
     # ------------------------------------------------------------------ reading
 
@@ -425,31 +429,35 @@ class Conversation:
     # ------------------------------------------------------------------ the stream (loop thread)
 
     async def _follow(self) -> None:
+        """Stream events; reconnect (from the last id) when the stream drops or ends."""
         failures = 0
         while not self._closed:
+            received = False
+            error: Exception | None = None
             try:
                 async for event in self.client.aio.events(self.id, self._state.last_id):
-                    failures = 0
+                    received = True
                     self._on_event(event)
+                # The server ended the stream: gone (404), or its runtime restarts.
+                await self.client.aio.get(self.id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if isinstance(exc, ConvoClientError) and exc.status == 404:
+                status = (
+                    exc.status if isinstance(exc, ConvoClientError) else getattr(exc, "code", 0)
+                )
+                if status in (403, 404):
                     self._fail_stream(exc)
                     return
                 log.info("Event stream of %s dropped: %s", self.id, exc)
-                if failures >= len(RECONNECT_DELAYS):
-                    self._fail_stream(exc)
-                    return
-                await asyncio.sleep(RECONNECT_DELAYS[failures])
-                failures += 1
-                continue
-            # The server ended the stream: the conversation was deleted, or it restarts.
-            try:
-                await self.client.aio.get(self.id)
-            except ConvoClientError as exc:
-                self._fail_stream(exc)
+                error = exc
+            if received:
+                failures = 0
+            if failures >= len(RECONNECT_DELAYS):
+                self._fail_stream(error or ConversationError("the event stream keeps closing"))
                 return
+            await asyncio.sleep(RECONNECT_DELAYS[failures])
+            failures += 1
 
     def _fail_stream(self, exc: Exception) -> None:
         with self._changed:

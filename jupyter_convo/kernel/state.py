@@ -55,6 +55,7 @@ class ConversationState:
     _settle_id: int = -2
     _unsettle_id: int = -1
     _min_settle_id: int = -1
+    _history_end: int = -1
     # Inputs the user sent that the log does not show yet: ("message", text) or
     # ("confirmation", action_id).
     pending: list[tuple[str, Any]] = field(default_factory=list)
@@ -62,7 +63,13 @@ class ConversationState:
     @property
     def settled(self) -> bool:
         """The agent waits for the user or is done, and nothing sent is still unanswered."""
-        return not self.pending and self._settle_id > max(self._unsettle_id, self._min_settle_id)
+        if self.pending or self.last_id < self._history_end:
+            return False
+        return self._settle_id > max(self._unsettle_id, self._min_settle_id)
+
+    def history_ends_at(self, event_id: int) -> None:
+        """Events up to ``event_id`` exist: not settled before they have all arrived."""
+        self._history_end = max(self._history_end, event_id)
 
     def settle_after(self, event_id: int) -> None:
         """Only a settle after ``event_id`` counts (a restart makes older ones history)."""

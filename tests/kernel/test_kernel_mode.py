@@ -60,7 +60,7 @@ def test_agent_works_in_the_notebook_kernel(
         "sales = pd.DataFrame({'month': ['2024-01', '2024-02', '2024-03'],\n"
         "                      'revenue': [100.0, 250.5, 49.5]})",
         f'conv = %convo start "{task_text}" --kernel\nprint(conv.id)',
-        "conv.confirm()\nconv.wait(60)",
+        'assert conv.wait(60) == "awaiting_user_confirmation"\nconv.confirm()\nconv.wait(60)',
         "print('next cell sees', monthly_total)",
     ]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
@@ -82,7 +82,8 @@ def test_agent_works_in_the_notebook_kernel(
         assert outside.pending_action is not None
         assert outside.pending_action["code"] == AGENT_CODE
 
-        # Confirming and then blocking the kernel with wait() would stall the agent, whose
+        # Waiting for a confirmation in the kernel is fine (the agent needs nothing from it);
+        # confirming and then blocking the kernel with wait() would stall the agent, whose
         # code needs this kernel: wait() says so at once instead of hanging.
         client.execute_cell(notebook.cells[3], 3)
         assert "KernelBusyError" in text_of(notebook.cells[3])

@@ -97,3 +97,14 @@ def test_metrics_add_up_llm_calls() -> None:
         "llm_calls": 2,
         "latency": 1.5,
     }
+
+
+def test_a_followed_history_is_not_settled_halfway() -> None:
+    state = ConversationState()
+    state.history_ends_at(3)
+    state.apply(ev(0, "agent_state", state="stopped"))
+    assert not state.settled  # later events (a restart) are still on their way
+    state.apply(ev(1, "status", status="STARTING_RUNTIME"))
+    state.apply(ev(2, "agent_state", state="loading"))
+    state.apply(ev(3, "agent_state", state="awaiting_user_input"))
+    assert state.settled
