@@ -24,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..runtime.auth import SESSION_KEY_ENV
+import httpx
+
+from ..runtime.auth import SESSION_KEY_ENV, SESSION_KEY_HEADER
 from .sandboxes.base import RuntimeHandle, Sandbox, SandboxStartError
 
 log = logging.getLogger(__name__)
@@ -130,7 +132,22 @@ class WarmPool:
         except BaseException:
             await asyncio.shield(self._remove_leftovers(conversation_id))
             raise
+        await self._warm_up(handle, boot_key)
         return WarmRuntime(conversation_id, handle, boot_key)
+
+    async def _warm_up(self, handle: RuntimeHandle, boot_key: str) -> None:
+        """Until the runtime has imported the agent modules (its first bind would wait
+        for them); a runtime that does not say so is still used."""
+        try:
+            async with httpx.AsyncClient(timeout=self._start_timeout) as client:
+                response = await client.get(
+                    f"{handle.url}/health",
+                    params={"wait": "preload"},
+                    headers={SESSION_KEY_HEADER: boot_key},
+                )
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("warm pool: runtime %s did not warm up: %s", handle.runtime_id, exc)
 
     async def wait_idle(self, count: int | None = None, timeout: float | None = None) -> None:
         """Until at least ``count`` (default: ``size``) runtimes are idle; TimeoutError."""

@@ -151,8 +151,13 @@ class AliveHandler(RuntimeHandler):
 
 
 class HealthHandler(RuntimeHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
+        # ``?wait=preload``: answer once the agent modules are imported, so a warm pool
+        # counts this runtime as idle only when a bind will not wait for them.
+        if self.get_argument("wait", None) == "preload":
+            await self.runtime.wait_preloaded()
         session = self.runtime.session
+        preload = self.runtime.preload
         self.write_json(
             {
                 "status": "ok",
@@ -161,6 +166,7 @@ class HealthHandler(RuntimeHandler):
                 "runtime_status": session.runtime_status.value if session else None,
                 "pid": os.getpid(),
                 "version": __version__,
+                "preloaded": preload is None or preload.done(),
             }
         )
 
