@@ -84,6 +84,33 @@ class ConvoExtension(ExtensionApp):
         config=True,
         help="Seconds from spawning a runtime to its ready signal before it fails. Default: 60.",
     )
+    docker_image = Unicode(
+        "jupyter-convo-runtime:latest",
+        config=True,
+        help=(
+            "The docker sandbox's runtime image; build it with `jupyter convo build-image`. "
+            "Default: jupyter-convo-runtime:latest."
+        ),
+    )
+    docker_host = Unicode(
+        "",
+        config=True,
+        help=(
+            "The Docker Engine API URL for the docker sandbox, e.g. "
+            "unix:///run/podman/podman.sock. Default: '' (DOCKER_HOST, else the default socket)."
+        ),
+    )
+    docker_cpus = Float(
+        None,
+        allow_none=True,
+        config=True,
+        help="CPUs per runtime container (docker sandbox), e.g. 1.5. Default: None (no limit).",
+    )
+    docker_memory = Unicode(
+        "",
+        config=True,
+        help="Memory per runtime container (docker sandbox), e.g. '2g'. Default: '' (no limit).",
+    )
     llm_model = Unicode(
         "",
         config=True,
@@ -155,6 +182,10 @@ class ConvoExtension(ExtensionApp):
             "keep_runtimes_on_shutdown": self.keep_runtimes_on_shutdown,
             "upload_max_bytes": self.upload_max_bytes,
             "conversation_max_age_seconds": self.conversation_max_age_seconds,
+            "docker_image": self.docker_image,
+            "docker_host": self.docker_host or None,
+            "docker_cpus": self.docker_cpus,
+            "docker_memory": self.docker_memory or None,
         }
         try:
             return ManagerConfig(**values)
