@@ -138,6 +138,8 @@ class EventsWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             )
         except ConversationStartError as exc:
             await self._send_error(START_FAILED, f"could not restart the conversation: {exc}")
+        except ValueError as exc:  # the runtime refused it, e.g. no action awaits an answer
+            await self._send_error(INVALID_INPUT, f"invalid user input: {exc}")
 
     async def _authorized_to_write(self) -> bool:
         if self._may_write is None:

@@ -36,6 +36,8 @@ class InputHandler(ConvoHandler):
             self.not_running(conversation_id, exc)
         except ConversationStartError as exc:
             fail(500, f"could not restart conversation {conversation_id}: {exc}")
+        except ValueError as exc:  # the runtime refused it, e.g. no action awaits an answer
+            fail(400, f"invalid user input: {exc}")
 
 
 class MessagesHandler(InputHandler):
