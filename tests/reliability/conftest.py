@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from live_server import LiveServer, live_server
@@ -24,14 +25,18 @@ def llm() -> Iterator[ScriptedLLM]:
 
 
 @pytest.fixture(scope="module")
-def server(llm: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server_config() -> dict[str, Any]:
+    """``c.ConvoExtension`` values of the file's server (a test file may override this)."""
+    return {"keep_runtimes_on_shutdown": False, "max_concurrent_conversations": 30}
+
+
+@pytest.fixture(scope="module")
+def server(
+    llm: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory, server_config: dict[str, Any]
+) -> Iterator[LiveServer]:
     """A server for the test file (runtimes stopped with it)."""
-    with live_server(
-        tmp_path_factory.mktemp("server"),
-        llm.base_url,
-        config={"keep_runtimes_on_shutdown": False, "max_concurrent_conversations": 30},
-    ) as running:
-        yield running
+    with live_server(tmp_path_factory.mktemp("server"), llm.base_url, config=server_config) as up:
+        yield up
 
 
 @pytest.fixture

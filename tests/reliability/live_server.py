@@ -26,6 +26,8 @@ from typing import Any
 import httpx
 
 HERE = Path(__file__).resolve().parent
+# The tree these tests belong to comes first on the server's path, whatever install is active.
+REPO = HERE.parents[1]
 READY_TIMEOUT = 60.0
 EXIT_TIMEOUT = 30.0
 URL_LINE = re.compile(r"(http://127\.0\.0\.1:(\d+)/)")
@@ -102,7 +104,7 @@ class LiveServer:
             "JUPYTER_CONVO_LLM_API_KEY": TEST_API_KEY,
             "JUPYTER_CONVO_LLM_BASE_URL": self.llm_base_url,
             "PYTHONPATH": os.pathsep.join(
-                [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
+                [str(REPO), str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
             ),
             **self.env,
         }
