@@ -11,6 +11,7 @@ from typing import Any
 from .client import ConvoClient, ConvoClientError, ServerNotFound
 from .events.text import event_text, transcript
 from .image import add_build_image_command
+from .share.cli import add_share_commands
 
 # Agent states in which the agent is not working: `--follow` stops streaming there.
 RESTING_STATES = frozenset(
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
     p.set_defaults(run=cmd_delete)
 
+    add_share_commands(sub)  # export, import, replay, notebook
     add_build_image_command(sub)  # needs a Docker engine, not a Jupyter server
     return parser
 

@@ -1,0 +1,244 @@
+"""``jupyter convo export|import|replay|notebook``: share and reproduce from a terminal.
+
+``export`` and ``import`` go through the server. ``replay`` and ``notebook`` do too when
+given a conversation id; given a local export (zip or folder) they can also work without a
+server: ``replay SOURCE --local DIR`` replays into the folder DIR with the real tools (no
+LLM needed), ``notebook SOURCE`` converts the export directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MAX_DIFF_LINES = 40
+REPLAY_MODES = ("actions", "cassette")  # as share.remote; kept here so --help loads nothing
+
+
+def _share_error() -> type[Exception]:
+    """The importer's error class, loaded only when a command runs."""
+    from .importer import ShareFormatError
+
+    return ShareFormatError
+
+
+def step_line(event: dict[str, Any]) -> str:
+    """One line per replayed step (plus its diff, clipped, when it diverged)."""
+    kind = event.get("kind")
+    if kind == "replay_summary":
+        return f"replay ({event.get('mode')}): {event.get('message', '')}"
+    line = (
+        f"step {event.get('step')}: {event.get('verdict')} "
+        f"(recorded event {event.get('recorded_event_id')})"
+    )
+    diff = str(event.get("diff") or "")
+    if diff:
+        lines = diff.splitlines()
+        if len(lines) > MAX_DIFF_LINES:
+            lines = [*lines[:MAX_DIFF_LINES], f"... ({len(lines) - MAX_DIFF_LINES} more lines)"]
+        line += "\n" + "\n".join("    " + text for text in lines)
+    return line
+
+
+def _with_server(run: Callable[[Any, argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run ``run(client, args)`` against the server, reporting server problems in one line."""
+    from ..client import ConvoClient, ConvoClientError, ServerNotFound
+
+    try:
+        with ConvoClient() as client:
+            return run(client, args)
+    except ServerNotFound as exc:
+        print(f"jupyter convo: {exc.message}", file=sys.stderr)
+        return 2
+    except ConvoClientError as exc:
+        print(f"jupyter convo: the server answered {exc.status}: {exc.message}", file=sys.stderr)
+        return 1
+
+
+# --- export and import ------------------------------------------------------------------------
+
+
+def cmd_export(client: Any, args: argparse.Namespace) -> int:
+    from .remote import export_to_file
+
+    path = export_to_file(client, args.id, args.output, workspace=args.workspace)
+    print(f"exported {args.id} to {path}")
+    return 0
+
+
+def cmd_import(client: Any, args: argparse.Namespace) -> int:
+    from .remote import import_export
+
+    try:
+        meta = import_export(client, args.path)
+    except _share_error() as exc:
+        print(f"jupyter convo: {exc}", file=sys.stderr)
+        return 1
+    print(f"imported {args.path} as conversation {meta['id']}: {meta.get('title') or ''}".rstrip())
+    return 0
+
+
+# --- replay ------------------------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    if args.local is not None:
+        try:
+            summary = asyncio.run(replay_locally(args.source, Path(args.local), args.mode))
+        except _share_error() as exc:
+            print(f"jupyter convo: {exc}", file=sys.stderr)
+            return 1
+        return 0 if summary["diverged"] == 0 else 3
+    return _with_server(_replay_on_server, args)
+
+
+def _replay_on_server(client: Any, args: argparse.Namespace) -> int:
+    from .remote import start_replay
+
+    try:
+        task = start_replay(client, args.source, mode=args.mode)
+    except _share_error() as exc:
+        print(f"jupyter convo: {exc}", file=sys.stderr)
+        return 1
+    conversation_id = task["conversation_id"]
+    print(f"replaying into conversation {conversation_id}", flush=True)
+    if not args.follow:
+        return 0
+    for event in client.events(conversation_id):
+        if event.get("kind") in ("replay_step", "replay_summary"):
+            print(step_line(event), flush=True)
+        if event.get("kind") == "replay_summary":
+            return 0 if event.get("diverged") == 0 else 3
+        if event.get("kind") == "error" and str(event.get("code", "")).startswith("RUNTIME"):
+            print(f"jupyter convo: {event.get('message', '')}", file=sys.stderr)
+            return 1
+    return 1
+
+
+async def replay_locally(source_path: str, directory: Path, mode: str) -> dict[str, Any]:
+    """Replay an export into ``directory`` (events, cassette, workspace) without a server."""
+    from ..agent.cassette import Cassette
+    from ..agent.llm import LLMClient
+    from ..agent.settings import AgentSettings
+    from ..agent.tools import build_tools
+    from ..agent.workspace import Workspace
+    from ..events.log import EventLog
+    from ..events.redact import SecretRegistry
+    from ..events.schema import Event, event_to_dict
+    from .format import CASSETTE_FILE, EVENTS_FILE
+    from .replay import run_replay
+    from .source import load_source
+
+    source = load_source(source_path)
+    if (directory / EVENTS_FILE).exists():
+        raise _share_error()(f"{directory} already holds a conversation; pick a new folder")
+    secrets = SecretRegistry()
+    secrets.add_from_environ()
+    settings = AgentSettings()
+    workspace = Workspace(directory / "workspace")
+    log = EventLog(directory / EVENTS_FILE, secrets=secrets)
+    cassette = Cassette(directory / CASSETTE_FILE, secrets=secrets)
+    llm = LLMClient(settings.llm, cassette=cassette, secrets=secrets)
+    tools = build_tools(workspace, settings)
+
+    def show(event: Event) -> None:
+        if event.kind in ("replay_step", "replay_summary"):
+            print(step_line(event_to_dict(event)), flush=True)
+
+    unsubscribe = log.subscribe(show)
+    outcome = None
+    try:
+        outcome = await run_replay(
+            source,
+            mode,  # type: ignore[arg-type]
+            log=log,
+            tools=tools,
+            settings=settings,
+            workspace=workspace,
+            llm=llm,
+            cassette=cassette,
+            secrets=secrets,
+        )
+        return event_to_dict(outcome.summary)
+    finally:
+        unsubscribe()
+        if outcome is not None:
+            await outcome.controller.close()
+        else:
+            for tool in tools:
+                await tool.close()
+        await llm.close()
+        cassette.close()
+        log.close()
+        print(f"the replayed conversation is in {directory}")
+
+
+# --- notebook ------------------------------------------------------------------------------------
+
+
+def cmd_notebook(args: argparse.Namespace) -> int:
+    if Path(args.source).expanduser().exists():
+        from .notebook import conversation_notebook, notebook_json
+        from .remote import write_file
+        from .source import load_source
+
+        try:
+            source = load_source(args.source)
+        except _share_error() as exc:
+            print(f"jupyter convo: {exc}", file=sys.stderr)
+            return 1
+        notebook = conversation_notebook(
+            source.events,
+            conversation_id=source.conversation_id,
+            title=source.title,
+            workspace_roots=source.workspace_roots,
+        )
+        name = f"{source.conversation_id or Path(args.source).stem}.ipynb"
+        path = write_file(Path(args.output or name), notebook_json(notebook).encode())
+        print(f"wrote {path}")
+        return 0
+    return _with_server(_notebook_on_server, args)
+
+
+def _notebook_on_server(client: Any, args: argparse.Namespace) -> int:
+    from .remote import notebook_to_file
+
+    path = notebook_to_file(client, args.source, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def add_share_commands(sub: Any) -> None:
+    """Add ``export``, ``import``, ``replay`` and ``notebook`` to the CLI's subparsers."""
+    p = sub.add_parser("export", help="download a conversation as an export zip")
+    p.add_argument("id")
+    p.add_argument("--output", "-o", help="the zip to write (default: <id>.convo.zip)")
+    p.add_argument("--workspace", action="store_true", help="include the workspace's files")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("import", help="import an export (zip or unpacked folder)")
+    p.add_argument("path")
+    p.set_defaults(run=cmd_import)
+
+    p = sub.add_parser(
+        "replay", help="replay a conversation or an export step by step, then go on live"
+    )
+    p.add_argument("source", help="a conversation id, an export zip or an unpacked export folder")
+    p.add_argument("--mode", choices=REPLAY_MODES, default="actions")
+    p.add_argument("--follow", "-f", action="store_true", help="print each step's verdict")
+    p.add_argument(
+        "--local", metavar="DIR", help="replay here, without a server, into the new folder DIR"
+    )
+    p.set_defaults(run_local=cmd_replay)
+
+    p = sub.add_parser("notebook", help="a conversation or an export as a notebook (.ipynb)")
+    p.add_argument("source", help="a conversation id, or an export zip / folder (no server)")
+    p.add_argument("--output", "-o", help="the notebook to write (default: <id>.ipynb)")
+    p.set_defaults(run_local=cmd_notebook)
+
+
+__all__ = ["add_share_commands", "replay_locally", "step_line"]

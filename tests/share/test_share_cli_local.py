@@ -1,0 +1,59 @@
+"""``jupyter convo replay --local`` and ``notebook`` on an export: no server needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from share_helpers import EXAMPLE
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 120.0
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_convo.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def test_replay_locally_prints_each_verdict(tmp_path: Path) -> None:
+    target = tmp_path / "replayed"
+    done = cli("replay", str(EXAMPLE), "--local", str(target), "--mode", "cassette", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if line.startswith("step ")] == [
+        f"step {n}: reproduced (recorded event {i})"
+        for n, i in enumerate([4, 7, 10, 15, 18, 20, 23, 31, 34], start=1)
+    ]
+    assert "replay (cassette): All 9 steps reproduced." in lines
+    assert (target / "workspace" / "summary.txt").read_text().endswith("(amount n/a)\n")
+
+    again = cli("replay", str(EXAMPLE), "--local", str(target), cwd=tmp_path)
+    assert again.returncode == 1
+    assert "already holds a conversation; pick a new folder" in again.stderr
+
+
+def test_notebook_from_an_export_without_a_server(tmp_path: Path) -> None:
+    done = cli("notebook", str(EXAMPLE), "-o", "example.ipynb", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "wrote example.ipynb"
+    notebook = nbformat.read(tmp_path / "example.ipynb", as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.metadata["jupyter_convo"]["conversation_id"] == "example-sales-summary"
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text('{"format_version": 7}')
+    refused = cli("notebook", str(broken), cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "unknown format version 7" in refused.stderr
