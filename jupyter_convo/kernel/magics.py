@@ -30,6 +30,8 @@ USAGE = """\
 %convo send [ID] "message"     %convo stop [ID]     %convo resume [ID]
 %convo show [ID]               %convo list [--limit N] [--status S]
 %convo status [ID]             %convo help
+%convo export [ID] [PATH] [--workspace]      %convo import PATH
+%convo replay SOURCE [--mode actions|cassette]   %convo notebook [ID] [PATH]
 %%convo [ID] [start flags]     (the cell body is the message)"""
 
 HELP = f"""Run, watch and steer AI agent conversations from this notebook.
@@ -63,6 +65,14 @@ resume    Restart a stopped conversation; it continues from its event log.
 show      Show the live view again, history first (e.g. after reopening a notebook).
 list      Your conversations as a table.
 status    The server, and the state, tokens and cost of a conversation.
+export    Download a conversation as an export zip (default <id>.convo.zip): events, LLM
+          exchanges, a manifest, no secret; --workspace adds the workspace's files.
+import    Upload an export (a zip or an unpacked export folder) as a new conversation.
+replay    Replay a conversation (ID) or a local export (PATH) step by step in a fresh
+          runtime, showing each step reproduced or diverged, then go on live.
+            --mode actions    re-run the recorded actions, no LLM (the default)
+            --mode cassette   the agent runs again with the recorded LLM answers
+notebook  Save a conversation as a notebook that re-runs its steps (default <id>.ipynb).
 %%convo   The cell body is the message: to conversation ID, or a new conversation.
 
 Without ID, commands act on this notebook's current conversation (the last one started or
@@ -129,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", prog="%convo list")
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--status")
+    export = commands.add_parser("export", prog="%convo export")
+    export.add_argument("args", nargs="*", metavar="[ID] [PATH]")
+    export.add_argument("--workspace", action="store_true")
+    commands.add_parser("import", prog="%convo import").add_argument("path")
+    replay = commands.add_parser("replay", prog="%convo replay")
+    replay.add_argument("source")
+    replay.add_argument("--mode", choices=["actions", "cassette"], default="actions")
+    replay.add_argument("--no-view", dest="view", action="store_false")
+    notebook = commands.add_parser("notebook", prog="%convo notebook")
+    notebook.add_argument("args", nargs="*", metavar="[ID] [PATH]")
     commands.add_parser("help", prog="%convo help")
     return parser
 
@@ -444,6 +464,53 @@ class ConvoMagics(Magics):
             filters["status"] = args.status.upper()
         page = self.client.search(**filters)
         return ConversationList(page["items"], self.current.id if self.current else None)
+
+    def _id_and_path(self, args: argparse.Namespace, name: str) -> tuple[str, str | None]:
+        """``[ID] [PATH]``: a lone word is the PATH if it looks like one (a ``/``, or ends
+        in ``.zip`` / ``.ipynb``), else the ID; without ID, the current conversation."""
+        words: list[str] = args.args
+        if len(words) > 2:
+            raise UsageError(f"%convo {name}: expected [ID] [PATH]\n{USAGE}")
+        if len(words) == 2:
+            return words[0], words[1]
+        if words and not ("/" in words[0] or words[0].endswith((".zip", ".ipynb"))):
+            return words[0], None
+        return self._conversation(None).id, words[0] if words else None
+
+    def _cmd_export(self, args: argparse.Namespace) -> None:
+        from ..share.remote import export_to_file
+
+        conversation_id, path = self._id_and_path(args, "export")
+        written = export_to_file(self.client, conversation_id, path, workspace=args.workspace)
+        print(f"Exported conversation {conversation_id} to {written}.")
+
+    def _cmd_import(self, args: argparse.Namespace) -> dict[str, Any]:
+        from ..share.remote import import_export
+
+        meta = import_export(self.client, args.path)
+        print(f"Imported {args.path} as conversation {meta['id']}.")
+        return meta
+
+    def _cmd_replay(self, args: argparse.Namespace) -> Conversation:
+        from ..share.remote import replay_source_id
+        from .conversation import Conversation
+
+        source_id = replay_source_id(self.client, args.source)
+        options = {
+            "replay": {"source_conversation_id": source_id, "mode": args.mode},
+            "trigger": "notebook",
+        }
+        conversation = Conversation.start(self.client, options, timeout=self.start_timeout)
+        self._adopt(conversation)
+        self._show(conversation, view=args.view)
+        return conversation
+
+    def _cmd_notebook(self, args: argparse.Namespace) -> None:
+        from ..share.remote import notebook_to_file
+
+        conversation_id, path = self._id_and_path(args, "notebook")
+        written = notebook_to_file(self.client, conversation_id, path)
+        print(f"Wrote conversation {conversation_id} as the notebook {written}.")
 
     def _cmd_status(self, args: argparse.Namespace) -> None:
         lines = [f"Server: {self.client.server.url}"]
