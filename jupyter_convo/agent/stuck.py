@@ -34,6 +34,8 @@ _ACTION_NOISE = frozenset(
     {"id", "timestamp", "cause", "source", "thought", "tool_call_id", "confirmation",
      "security_risk"}
 )  # fmt: skip
+# A think action's thought is its argument, not the text around a call.
+_THINK_NOISE = _ACTION_NOISE - {"thought"}
 _RESULT_NOISE = frozenset({"id", "timestamp", "cause", "source", "tool_call_id", "execution_count"})
 
 Key = tuple[tuple[str, str], ...]
@@ -72,7 +74,8 @@ def _repeated_steps(events: Sequence[EventBase], repeats: int) -> str | None:
         if isinstance(event, ActionBase) and event.kind in ACTION_KINDS:
             step_of_action[event.id] = len(steps)
             outcome: Key | None = (("kind", "none"),) if event.kind in ("think", "finish") else None
-            steps.append((_key(event, _ACTION_NOISE), outcome, event.kind))
+            noise = _THINK_NOISE if event.kind == "think" else _ACTION_NOISE
+            steps.append((_key(event, noise), outcome, event.kind))
         elif isinstance(event, ErrorEvent) and event.tool_name is not None:
             call = (("tool", event.tool_name), ("arguments", event.tool_arguments or ""))
             steps.append((call, (("error", event.message),), "invalid tool call"))

@@ -181,3 +181,17 @@ def test_repeats_must_be_meaningful() -> None:
     log.command("ls", "a")
     log.command("ls", "a")
     assert detect_stuck(log.events, repeats=2) is not None
+
+
+def test_different_thoughts_are_not_a_repeated_think() -> None:
+    """A think action's thought is its argument: distinct thoughts are progress."""
+    log = Log()
+    log.add(MessageEvent(source="user", text="plan it"))
+    for n in range(5):
+        log.add(LLMCallEvent(model="m"))
+        log.add(ThinkEvent(thought=f"step {n} of the plan"))
+    assert detect_stuck(log.events) is None
+    for _ in range(3):
+        log.add(LLMCallEvent(model="m"))
+        log.add(ThinkEvent(thought="the same thought"))
+    assert detect_stuck(log.events) is not None
