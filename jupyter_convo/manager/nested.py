@@ -843,7 +843,7 @@ class NestedConversationManager(ConversationManager):
         else:
             await self._record_death(
                 conversation_id,
-                f"the runtime (pid {runtime.handle.runtime_id}) {_describe_exit(code)}; "
+                f"the runtime ({_runtime_name(runtime.handle)}) {_describe_exit(code)}; "
                 "its log so far is kept, see runtime.log for details",
             )
         self._maybe_drop_relay(conversation_id)
@@ -1135,6 +1135,12 @@ def _message_input(message: InitialMessage) -> UserInput:
     from ..events.inputs import MessageInput
 
     return MessageInput(text=message.text, image_urls=list(message.image_urls))
+
+
+def _runtime_name(handle: RuntimeHandle) -> str:
+    if handle.kind == "process":
+        return f"pid {handle.runtime_id}"
+    return f"{handle.kind} {handle.runtime_id[:12]}"
 
 
 def _describe_exit(code: int | None) -> str:

@@ -132,8 +132,13 @@ class WarmPool:
         except BaseException:
             await asyncio.shield(self._remove_leftovers(conversation_id))
             raise
-        await self._warm_up(handle, boot_key)
-        return WarmRuntime(conversation_id, handle, boot_key)
+        warm = WarmRuntime(conversation_id, handle, boot_key)
+        try:
+            await self._warm_up(handle, boot_key)
+        except BaseException:  # cancelled (the pool closes): this one must not outlive it
+            await asyncio.shield(self._discard(warm))
+            raise
+        return warm
 
     async def _warm_up(self, handle: RuntimeHandle, boot_key: str) -> None:
         """Until the runtime has imported the agent modules (its first bind would wait

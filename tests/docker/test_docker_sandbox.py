@@ -37,6 +37,7 @@ from jupyter_convo.manager.sandboxes.docker import (
     container_name,
 )
 from jupyter_convo.runtime.auth import SESSION_KEY_ENV
+from jupyter_convo.runtime.models import InitialMessage
 from jupyter_convo.store.conversations import StartTaskStatus
 from jupyter_convo.testing import ScriptedLLM, reply, tool_call
 
@@ -68,7 +69,7 @@ async def test_lifecycle_in_a_container(
             reply("third answer"),
         ]
     )
-    manager = await make_manager()
+    manager = await make_manager(docker_cpus=1.5, docker_memory="1g")
     cid = await create_ready(manager, settings, "write a note")
     stream = Collector(manager.subscribe(cid))
     await stream.wait_for(agent_says("first answer"), "the first answer")
@@ -82,6 +83,8 @@ async def test_lifecycle_in_a_container(
     assert labels[LABEL_CONVERSATION] == cid and labels[LABEL_OWNER] == "ada"
     assert labels[LABEL_INSTANCE] == manager.config.server_instance_id
     assert labels[LABEL_ROOT] == str((data_dir / "conversations").resolve())
+    assert container.attrs["HostConfig"]["NanoCpus"] == 1_500_000_000
+    assert container.attrs["HostConfig"]["Memory"] == 1024**3
     [binding] = container.attrs["NetworkSettings"]["Ports"]["8000/tcp"]
     assert binding["HostIp"] == "127.0.0.1"
     assert info.runtime_url == f"http://127.0.0.1:{binding['HostPort']}"
@@ -257,3 +260,37 @@ async def test_warm_pool_binds_a_prestarted_container(
     names = [c.name for c in await asyncio.to_thread(our_containers, engine, data_dir)]
     assert container_name(replacement.conversation_id) not in names
     assert not (data_dir / "conversations" / replacement.conversation_id).exists()
+
+
+async def test_a_workspace_outside_the_conversation_folder_is_mounted(
+    make_manager: MakeManager,
+    settings: AgentSettings,
+    container_llm: ScriptedLLM,
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.csv").write_text("a,b\n1,2\n")
+    container_llm.add_script(
+        [tool_call("terminal", {"command": "wc -l < data.csv > rows.txt"}), reply("counted")]
+    )
+    manager = await make_manager(warm_pool_size=1)
+    assert manager.pool is not None
+    await manager.pool.wait_idle(timeout=WAIT)
+    [warm] = manager.pool.idle
+    task = await manager.create_conversation(
+        user_id="ada",
+        settings=settings,
+        initial_message=InitialMessage(text="count the rows"),
+        workspace=str(project),
+    )
+    update = await final_update(manager, task)
+    assert update.status is StartTaskStatus.READY, update.detail
+    # The warm container cannot see that folder: a cold one was started, the warm one waits.
+    assert task.conversation_id != warm.conversation_id
+    assert manager.pool.idle == [warm]
+    assert task.conversation_id is not None
+    stream = Collector(manager.subscribe(task.conversation_id))
+    await stream.wait_for(agent_says("counted"), "the answer")
+    await stream.close()
+    assert (project / "rows.txt").read_text().strip() == "2"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -149,3 +149,41 @@ async def test_leftovers_of_a_crashed_servers_pool_are_removed(data_dir: Path) -
     finally:
         await manager.shutdown()
         await orphan_pool.close()
+
+
+def runtimes_under(root: Path) -> list[int]:
+    """Pids of runtime processes whose conversations root is ``root``."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"jupyter_convo.runtime" in args and str(root).encode() in args:
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+async def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Check ``condition`` every 10 ms until it holds; fail after WAIT seconds."""
+
+    async def poll() -> None:
+        while not condition():  # noqa: ASYNC110 (a file appears: no event to wait on)
+            await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.wait_for(poll(), WAIT)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"not within {WAIT}s: {what}") from None
+
+
+async def test_shutdown_while_the_pool_fills_leaves_no_runtime(data_dir: Path) -> None:
+    root = data_dir / "conversations"
+    manager = NestedConversationManager(ManagerConfig(data_dir=data_dir, warm_pool_size=1))
+    await manager.start()  # the pool starts its first runtime in the background
+    # Its process is up (recorded); it is now warming up (importing the agent modules).
+    await wait_until(lambda: any(root.glob("*/runtime.json")), "a warm runtime recorded")
+    await manager.shutdown()
+
+    assert runtimes_under(root) == []
+    assert list(root.iterdir()) == []
