@@ -27,3 +27,9 @@ def load_ipython_extension(ipython: Any) -> None:
     from .kernel.magics import load_ipython_extension as _load
 
     _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .kernel.magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

@@ -395,11 +395,16 @@ def transcript_html(
     max_rows: int | None = None,
 ) -> str:
     """The whole static transcript: style, header and (the last ``max_rows``) rows."""
-    rows = [row for row in (event_html(e) for e in events) if row]
+    rows: list[str] = []
     hidden = 0
-    if max_rows is not None and len(rows) > max_rows:
-        hidden = len(rows) - max_rows
-        rows = rows[hidden:]
+    for event in reversed(list(events)):  # newest first: older rows past max_rows are counted
+        if not has_row(event):
+            continue
+        if max_rows is not None and len(rows) >= max_rows:
+            hidden += 1
+        else:
+            rows.append(event_html(event))
+    rows.reverse()
     note = (
         f'<div class="convo-row convo-muted">{hidden} earlier events not shown '
         f"(<code>%convo show {esc(conversation_id)}</code> shows them all)</div>"
