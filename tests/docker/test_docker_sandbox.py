@@ -236,7 +236,7 @@ async def test_warm_pool_binds_a_prestarted_container(
     engine: Any,
     data_dir: Path,
 ) -> None:
-    container_llm.add_script([reply("warm hello")])
+    container_llm.add_script([reply("warm hello"), reply("warm again")])
     manager = await make_manager(warm_pool_size=1)
     assert manager.pool is not None
     await manager.pool.wait_idle(timeout=WAIT)
@@ -250,6 +250,13 @@ async def test_warm_pool_binds_a_prestarted_container(
     assert info.runtime_id == warm.handle.runtime_id  # the very container started ahead
     stream = Collector(manager.subscribe(cid))
     await stream.wait_for(agent_says("warm hello"), "the answer")
+    await stream.wait_for(awaiting_input, "awaiting_user_input")
+    # Stopped and started again: the same container, booting with the conversation's key.
+    await manager.close_session(cid)
+    info = await manager.maybe_start_agent_loop(cid, user_id="ada", settings=settings)
+    assert info.runtime_id == warm.handle.runtime_id
+    await manager.send_event_to_conversation(cid, MessageInput(text="still warm?"))
+    await stream.wait_for(agent_says("warm again"), "the answer after the restart")
     await stream.close()
     # A replacement is started in the background; shutdown removes it (idle, no conversation).
     await manager.pool.wait_idle(timeout=WAIT)
