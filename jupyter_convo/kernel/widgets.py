@@ -230,7 +230,12 @@ class ConvoView:
         else:
             self.confirm_box.layout.display = HIDDEN
         self.stop_button.disabled = snap["status"] in ("STOPPED", "ERROR", "ARCHIVED")
-        self._settled = bool(snap["settled"])
+        settled = bool(snap["settled"])
+        if settled and not self._settled:
+            # The agent paused for the user: bring the saved transcript up to date, so the
+            # notebook reads right even when nobody called wait().
+            self.refresh_display()
+        self._settled = settled
 
     def _refresh_progress(self, task: Mapping[str, Any] | None, error: str | None) -> None:
         if task is None or task.get("status") == "READY":
