@@ -33,7 +33,7 @@ from ..events.schema import (
     MessageEvent,
     ThinkEvent,
 )
-from .history import build_messages, tool_call_for
+from .history import IncrementalHistory, tool_call_for
 from .llm import LLM_RATE_LIMITED, LLMClient, LLMError, LLMResponse, ToolCall
 from .metrics import Metrics
 from .prompts import system_prompt
@@ -186,6 +186,10 @@ class AgentController:
         self._resume: _Pending | None = None
         self._task_cost = 0.0
         self._seen_id = -1  # the last event the latest LLM request was built from
+        # The LLM messages so far, extended from the log's new events each step.
+        self._history = IncrementalHistory(
+            system_prompt=self.system_prompt, max_chars=settings.max_output_chars
+        )
         self._running_tool: Tool | None = None
         self._last_state_event: Event | None = None
         self._waiters: list[tuple[frozenset[AgentState], asyncio.Future[AgentState]]] = []
@@ -411,13 +415,10 @@ class AgentController:
 
     async def _step(self) -> None:
         """One LLM step: ask, log the answer, run its tool calls."""
-        events = self.log.read()
-        self._seen_id = events[-1].id if events else -1
-        messages = build_messages(
-            events,
-            system_prompt=self.system_prompt,
-            max_chars=self.settings.max_output_chars,
-        )
+        new_events = self.log.read(after_id=self._history.checkpoint)
+        if new_events:
+            self._seen_id = new_events[-1].id
+        messages = self._history.messages(new_events)
         try:
             response = await self.llm.complete(messages, self._tool_specs)
         except LLMError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,45 @@ def build_messages(
         builder.add(event)
     builder.flush()
     return builder.messages
+
+
+class IncrementalHistory:
+    """``build_messages`` for a log that only grows, folding only what is new.
+
+    The fold closes a turn at every ``llm_call``: right after one, its state is the
+    messages so far plus an empty turn, and no later event changes those messages. So the
+    messages up to the last ``llm_call`` are kept (``checkpoint`` is its id) and each call
+    of ``messages`` folds only the events after it; the result equals ``build_messages``
+    over the whole log. The controller re-built the history from the whole log every step
+    before (3 ms per step at 1,000 events, bench/bench_step.py).
+    """
+
+    def __init__(
+        self, *, system_prompt: str | None = None, max_chars: int = DEFAULT_MAX_CHARS
+    ) -> None:
+        self.max_chars = max_chars
+        self.checkpoint = -1
+        self._closed: list[Message] = []
+        if system_prompt:
+            self._closed.append({"role": "system", "content": system_prompt})
+
+    def messages(self, new_events: Sequence[EventBase]) -> list[Message]:
+        """The messages for the log, given its events after ``checkpoint`` (in id order)."""
+        builder = _HistoryBuilder(self.max_chars)
+        builder.messages = list(self._closed)
+        last_call = max(
+            (index for index, event in enumerate(new_events) if event.kind == "llm_call"),
+            default=-1,
+        )
+        for index, event in enumerate(new_events):
+            if event.id <= self.checkpoint:
+                raise ValueError(f"event {event.id} is not after the checkpoint {self.checkpoint}")
+            builder.add(event)
+            if index == last_call:
+                self._closed = list(builder.messages)
+                self.checkpoint = event.id
+        builder.flush()
+        return builder.messages
 
 
 def tool_call_for(action: ActionBase) -> tuple[str, dict[str, Any]]:

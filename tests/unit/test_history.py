@@ -12,6 +12,7 @@ from jupyter_convo.agent.history import (
     FINISH_RESULT,
     INTERRUPTED_RESULT,
     THINK_RESULT,
+    IncrementalHistory,
     build_messages,
     tool_call_for,
     truncate_for_llm,
@@ -384,3 +385,48 @@ def test_system_prompt_fills_workspace_and_instructions() -> None:
         assert f"`{tool}`" in text
     bare = system_prompt(workspace="/w")
     assert "Instructions from the user" not in bare
+
+
+def mixed_log() -> Log:
+    """Every kind of turn: calls, results, a user message mid-call, rejections, errors."""
+    log = Log()
+    log.add(StatusEvent(status="READY"))
+    log.user("start")
+    log.llm()
+    first = log.add(CommandEvent(command="make", tool_call_id="m", thought="building"))
+    log.user("also check b.csv")
+    log.add(CommandOutputEvent(cause=first.id, tool_call_id="m", output="ok", exit_code=0))
+    log.llm()
+    log.add(ThinkEvent(thought="two files", tool_call_id="t"))
+    risky = log.add(CommandEvent(command="rm x", tool_call_id="r", confirmation="awaiting"))
+    log.add(ConfirmationEvent(cause=risky.id, confirmed=False, reason="keep x"))
+    log.llm()
+    log.add(ErrorEvent(code="AGENT_TOOL_ARGUMENTS", message="bad", tool_call_id="b", tool_name="x"))
+    log.add(MessageEvent(source="agent", text="Let me retry."))
+    log.llm()
+    log.add(PythonEvent(code="1+1", tool_call_id="p"))
+    log.user("stop soon")
+    log.llm()
+    log.add(FinishEvent(message="done", tool_call_id="f"))
+    log.user("one more thing")
+    return log
+
+
+def test_incremental_history_equals_the_whole_fold_at_every_split() -> None:
+    """As the controller uses it: each step passes every event after the checkpoint."""
+    events = mixed_log().events
+    prompt = "You are a test."
+    for first_cut in range(1, len(events) + 1):
+        for second_cut in range(first_cut, len(events) + 1):
+            history = IncrementalHistory(system_prompt=prompt, max_chars=50)
+            for cut in (first_cut, second_cut, len(events)):
+                got = history.messages(events[history.checkpoint + 1 : cut])
+                assert got == build_messages(events[:cut], system_prompt=prompt, max_chars=50)
+
+
+def test_incremental_history_refuses_events_before_its_checkpoint() -> None:
+    events = mixed_log().events
+    history = IncrementalHistory()
+    history.messages(events)
+    with pytest.raises(ValueError, match="checkpoint"):
+        history.messages(events[:3])
