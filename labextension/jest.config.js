@@ -1,14 +1,24 @@
 const jestJupyterLab = require('@jupyterlab/testing/lib/jest-config');
 
 // Packages shipped as ES modules that Jest must transform.
-const esModules = ['@codemirror', '@jupyter/ydoc', '@jupyterlab/', 'lib0', 'marked', 'nanoid', 'y-protocols', 'yjs'].join('|');
+const esModules = [
+  '@codemirror',
+  '@jupyter/',
+  '@microsoft/',
+  '@jupyterlab/',
+  'lib0',
+  'marked',
+  'nanoid',
+  'y-protocols',
+  'yjs'
+].join('|');
 
 const baseConfig = jestJupyterLab(__dirname);
 
 module.exports = {
   ...baseConfig,
   automock: false,
-  collectCoverageFrom: ['src/**/*.{ts,tsx}', '!src/**/*.d.ts', '!src/**/__tests__/**'],
+  collectCoverageFrom: ['src/models/*.ts', 'src/render/*.ts'],
   coverageReporters: ['lcov', 'text-summary'],
   reporters: ['default'],
   testRegex: 'src/.*/.*.spec.ts[x]?$',

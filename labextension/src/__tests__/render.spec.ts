@@ -1,0 +1,226 @@
+// The sanitizer module alone: the package index pulls in every UI component.
+import { Sanitizer } from '@jupyterlab/apputils/lib/sanitizer';
+
+import { hasRow, markAnswered, renderEvent } from '../render/events';
+import { preferredMime } from '../render/mime';
+import { clip, stripAnsi } from '../render/text';
+import { ev } from './fixtures';
+
+const sanitizer = new Sanitizer();
+const ctx = { sanitize: (html: string) => sanitizer.sanitize(html) };
+
+function render(event: ReturnType<typeof ev>): HTMLElement {
+  const row = renderEvent(event, ctx);
+  if (!row) {
+    throw new Error(`no row for ${event.kind}`);
+  }
+  return row;
+}
+
+describe('rows', () => {
+  it('renders agent Markdown with raw HTML shown as text', () => {
+    const row = render(
+      ev(3, 'message', {
+        source: 'agent',
+        text: '**Done**: see `out.csv`\n\n<script>alert(1)</script> <b>bold?</b>'
+      })
+    );
+    expect(row.className).toContain('jp-convo-agent');
+    expect(row.dataset.eventId).toBe('3');
+    expect(row.querySelector('strong')?.textContent).toBe('Done');
+    expect(row.querySelector('code')?.textContent).toBe('out.csv');
+    expect(row.querySelector('script')).toBeNull();
+    expect(row.querySelector('b')).toBeNull();
+    expect(row.textContent).toContain('<script>alert(1)</script>');
+    expect(row.textContent).toContain('<b>bold?</b>');
+  });
+
+  it('drops script links that Markdown itself can make', () => {
+    const row = render(
+      ev(0, 'message', {
+        source: 'agent',
+        text: '[click](javascript:alert(1))'
+      })
+    );
+    const href = row.querySelector('a')?.getAttribute('href') ?? '';
+    expect(href).not.toContain('javascript');
+  });
+
+  it('labels user messages and keeps only safe attached images', () => {
+    const row = render(
+      ev(0, 'message', {
+        source: 'user',
+        text: 'look',
+        image_urls: ['data:image/png;base64,AAAA', 'javascript:alert(1)']
+      })
+    );
+    expect(row.className).toContain('jp-convo-user');
+    expect(row.querySelector('.jp-convo-label')?.textContent).toBe('You');
+    expect(row.querySelectorAll('img')).toHaveLength(1);
+  });
+
+  it('marks an action waiting for confirmation, and its answer', () => {
+    const row = render(
+      ev(5, 'command', {
+        source: 'agent',
+        command: 'rm -rf build',
+        security_risk: 'high',
+        confirmation: 'awaiting'
+      })
+    );
+    expect(row.className).toContain('jp-convo-awaiting');
+    expect(row.textContent).toContain('$rm -rf build');
+    expect(row.textContent).toContain(
+      'Waiting for your confirmation (risk: high)'
+    );
+    markAnswered(row, false);
+    expect(row.className).toContain('jp-convo-agent');
+    expect(row.textContent).not.toContain('Waiting');
+    expect(row.textContent).toContain('rejected');
+  });
+
+  it('shows command output as text, folded when long, red on failure', () => {
+    const output = Array.from({ length: 20 }, (_, i) => `line ${i}`).join('\n');
+    const row = render(
+      ev(6, 'command_output', {
+        cause: 5,
+        exit_code: 2,
+        output: `\x1b[31m${output}\x1b[0m`
+      })
+    );
+    expect(row.className).toContain('jp-convo-error');
+    const details = row.querySelector('details') as HTMLDetailsElement;
+    expect(details.open).toBe(false);
+    expect(details.querySelector('summary')?.textContent).toBe(
+      'output, exit 2 (20 lines)'
+    );
+    expect(row.querySelector('pre')?.textContent).toBe(output);
+
+    const short = render(
+      ev(7, 'command_output', { exit_code: 0, output: 'ok' })
+    );
+    expect(short.className).toContain('jp-convo-env');
+    expect((short.querySelector('details') as HTMLDetailsElement).open).toBe(
+      true
+    );
+    const empty = render(
+      ev(8, 'command_output', { exit_code: 0, output: '', timed_out: true })
+    );
+    expect(empty.textContent).toBe('exit 0, timed out');
+  });
+
+  it('renders rich Python outputs: images, sanitized HTML tables, SVG as an image', () => {
+    const row = render(
+      ev(9, 'python_output', {
+        stdout: 'hello\n',
+        display_data: [
+          { 'image/png': 'iVBORw0KGgo=\n', 'text/plain': '<Figure>' },
+          { 'image/svg+xml': '<svg xmlns="http://www.w3.org/2000/svg"></svg>' }
+        ],
+        result: {
+          'text/html':
+            '<table><tr><td>1</td></tr></table><script>alert(1)</script>',
+          'text/plain': 'df'
+        }
+      })
+    );
+    const images = row.querySelectorAll('img');
+    expect(images[0].getAttribute('src')).toBe(
+      'data:image/png;base64,iVBORw0KGgo='
+    );
+    expect(images[1].getAttribute('src')).toMatch(
+      /^data:image\/svg\+xml;base64,/
+    );
+    expect(row.querySelector('td')?.textContent).toBe('1');
+    expect(row.querySelector('script')).toBeNull();
+    expect(row.textContent).toContain('hello');
+  });
+
+  it('shows a Python error with its traceback, colour codes removed', () => {
+    const row = render(
+      ev(10, 'python_output', {
+        error: {
+          ename: 'ZeroDivisionError',
+          evalue: 'division by zero',
+          traceback: ['\x1b[0;31mZeroDivisionError\x1b[0m: division by zero']
+        }
+      })
+    );
+    expect(row.className).toContain('jp-convo-error');
+    expect(row.querySelector('summary')?.textContent).toBe(
+      'ZeroDivisionError: division by zero (1 lines)'
+    );
+    expect(row.querySelector('pre')?.textContent).toBe(
+      'ZeroDivisionError: division by zero'
+    );
+    expect(render(ev(11, 'python_output', {})).textContent).toBe('no output');
+  });
+
+  it('colours diffs', () => {
+    const row = render(
+      ev(12, 'file_edit_result', {
+        path: 'a.py',
+        diff: '--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-old\n+new\n'
+      })
+    );
+    expect(row.querySelector('.jp-convo-diff-add')?.textContent).toBe('+new');
+    expect(row.querySelector('.jp-convo-diff-del')?.textContent).toBe('-old');
+    expect(row.querySelector('.jp-convo-diff-hunk')?.textContent).toBe(
+      '@@ -1 +1 @@'
+    );
+    expect(row.querySelector('summary')?.textContent).toBe('diff (5 lines)');
+    expect(
+      render(ev(13, 'file_edit_result', { path: 'a.py', diff: '' })).textContent
+    ).toBe('a.py: no change');
+  });
+
+  it('labels file actions, confirmations, states, statuses and errors', () => {
+    expect(
+      render(ev(1, 'file_edit', { command: 'create', path: 'x.py' }))
+        .textContent
+    ).toBe('Createx.py');
+    expect(
+      render(
+        ev(2, 'confirmation', { cause: 1, confirmed: false, reason: 'no' })
+      ).textContent
+    ).toBe('Rejected action 1: no');
+    expect(
+      render(ev(3, 'agent_state', { state: 'rate_limited' })).textContent
+    ).toBe('Agent rate limited');
+    expect(
+      render(ev(4, 'status', { status: 'ERROR', message: 'boom' })).className
+    ).toContain('jp-convo-error');
+    expect(
+      render(ev(5, 'error', { code: 'AGENT_STUCK', message: 'loop' }))
+        .textContent
+    ).toBe('ErrorAGENT_STUCK loop');
+    expect(render(ev(6, 'something_new')).textContent).toBe('something_new');
+  });
+});
+
+describe('hasRow', () => {
+  it('keeps metrics, titles and routine states for the header', () => {
+    expect(hasRow(ev(0, 'llm_call'))).toBe(false);
+    expect(hasRow(ev(0, 'title'))).toBe(false);
+    expect(hasRow(ev(0, 'agent_state', { state: 'running' }))).toBe(false);
+    expect(hasRow(ev(0, 'agent_state', { state: 'finished' }))).toBe(true);
+    expect(hasRow(ev(0, 'think', { thought: 'hmm' }))).toBe(true);
+  });
+});
+
+describe('helpers', () => {
+  it('prefers images, then HTML, Markdown and text', () => {
+    expect(preferredMime({ 'text/plain': 'a', 'text/html': '<b>' })).toBe(
+      'text/html'
+    );
+    expect(preferredMime({ 'text/html': '<b>', 'image/png': 'x' })).toBe(
+      'image/png'
+    );
+    expect(preferredMime({ 'application/json': {} })).toBeNull();
+  });
+
+  it('clips long output and strips colour codes', () => {
+    expect(clip('abcdef', 3)).toBe('abc\n... (3 more characters)');
+    expect(stripAnsi('\x1b[1;32mok\x1b[0m')).toBe('ok');
+  });
+});

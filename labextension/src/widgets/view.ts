@@ -1,0 +1,458 @@
+/**
+ * A conversation view (a main-area tab): header with state and metrics, actions, start
+ * progress, the live event stream rendered like the notebook widget, the confirmation bar
+ * and the message box. Buttons run the extension's commands with this conversation's id.
+ */
+import { ISanitizer } from '@jupyterlab/apputils';
+import { CommandRegistry } from '@lumino/commands';
+import { Message } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import { ConversationModel, IStateChange } from '../models/conversation';
+import { formatMetrics } from '../models/format';
+import { displayState, isActive } from '../models/state';
+import { IRenderContext, h, markAnswered, renderEvent } from '../render/events';
+import { IEvent } from '../types';
+import { convoIcon } from './icons';
+
+/** Commands the view's buttons run (registered by the plugin). */
+export const ViewCommands = {
+  stop: 'convo:stop',
+  restart: 'convo:restart',
+  rename: 'convo:rename',
+  remove: 'convo:delete',
+  exportZip: 'convo:export',
+  openWorkspace: 'convo:open-workspace',
+  openNotebook: 'convo:open-notebook',
+  confirm: 'convo:confirm',
+  reject: 'convo:reject'
+} as const;
+
+const START_STEPS = [
+  'WORKING',
+  'WAITING_FOR_SANDBOX',
+  'PREPARING_WORKSPACE',
+  'STARTING_CONVERSATION',
+  'READY'
+];
+
+export class ConversationView extends Widget {
+  constructor(options: ConversationView.IOptions) {
+    super();
+    this.model = options.model;
+    this._commands = options.commands;
+    this._ctx = { sanitize: html => options.sanitizer.sanitize(html) };
+    this._onSend = options.onSend;
+    this.id = `jp-convo-view-${this.model.id}`;
+    this.addClass('jp-convo-view');
+    this.title.icon = convoIcon;
+    this.title.closable = true;
+    this.title.label = 'Conversation';
+    this.node.tabIndex = -1;
+
+    this._titleText = h('span', 'jp-convo-view-title-text', 'Conversation');
+    this._badge = h('span', 'jp-convo-badge');
+    this._meta = h('div', 'jp-convo-view-meta');
+    this._connection = h('span', 'jp-convo-connection');
+    this._actions = h('div', 'jp-convo-actions');
+    this._actions.setAttribute('role', 'toolbar');
+    this._actions.setAttribute('aria-label', 'Conversation actions');
+    for (const [label, command, css] of [
+      ['Stop', ViewCommands.stop, 'jp-convo-stop'],
+      ['Restart', ViewCommands.restart, 'jp-convo-restart'],
+      ['Rename', ViewCommands.rename, 'jp-convo-rename'],
+      ['Delete', ViewCommands.remove, 'jp-convo-delete'],
+      ['Export', ViewCommands.exportZip, 'jp-convo-export'],
+      ['Open workspace', ViewCommands.openWorkspace, 'jp-convo-open-workspace'],
+      ['Open as notebook', ViewCommands.openNotebook, 'jp-convo-open-notebook']
+    ] as const) {
+      this._actions.appendChild(this._commandButton(label, command, css));
+    }
+    const header = h(
+      'div',
+      'jp-convo-view-header',
+      h(
+        'div',
+        'jp-convo-view-title',
+        this._titleText,
+        this._badge,
+        this._connection
+      ),
+      this._meta,
+      this._actions
+    );
+
+    this._start = h('div', 'jp-convo-start');
+    this._start.setAttribute('role', 'status');
+    this._earlier = this._button('Show earlier events', 'jp-convo-earlier');
+    this._earlier.addEventListener('click', () => void this._loadEarlier());
+    this._rows = h('div', 'jp-convo-events');
+    this._rows.setAttribute('role', 'log');
+    this._rows.setAttribute('aria-live', 'polite');
+    this._scroll = h('div', 'jp-convo-scroll', this._earlier, this._rows);
+
+    this._confirmText = h('span', 'jp-convo-confirm-text');
+    const confirm = this._commandButton(
+      'Confirm',
+      ViewCommands.confirm,
+      'jp-convo-confirm-button jp-mod-accept'
+    );
+    const reject = this._commandButton(
+      'Reject',
+      ViewCommands.reject,
+      'jp-convo-reject-button jp-mod-warn'
+    );
+    this._confirmBar = h(
+      'div',
+      'jp-convo-confirm',
+      this._confirmText,
+      confirm,
+      reject
+    );
+    this._confirmBar.setAttribute('role', 'alert');
+
+    this._notice = h('div', 'jp-convo-notice');
+    this._notice.setAttribute('aria-live', 'polite');
+    this._input = document.createElement('textarea');
+    this._input.className = 'jp-convo-message jp-mod-styled';
+    this._input.rows = 2;
+    this._input.placeholder =
+      'Message the agent (Enter to send, Shift+Enter for a new line)';
+    this._input.setAttribute('aria-label', 'Message the agent');
+    this._send = this._button('Send', 'jp-convo-send jp-mod-accept');
+    this._send.addEventListener('click', () => void this._sendMessage());
+    const inputBar = h('div', 'jp-convo-input', this._input, this._send);
+
+    this.node.append(
+      header,
+      this._start,
+      this._scroll,
+      this._confirmBar,
+      this._notice,
+      inputBar
+    );
+
+    this.model.stateChanged.connect(this._onStateChanged, this);
+    this.model.eventsAdded.connect(this._onEventsAdded, this);
+    this.model.earlierAdded.connect(this._onEarlierAdded, this);
+    this.model.noticeReceived.connect(this._onNotice, this);
+    this.model.statusChanged.connect(this._renderStatus, this);
+    this._onEventsAdded(this.model, this.model.window.events);
+    this._renderState();
+    this._renderStatus();
+  }
+
+  readonly model: ConversationModel;
+
+  /** Put the cursor in the message box. */
+  focusInput(): void {
+    this._input.focus();
+  }
+
+  /** Show a line under the events (errors of actions run from here). */
+  showNotice(text: string, isError = false): void {
+    this._notice.textContent = text;
+    this._notice.classList.toggle('jp-convo-notice-error', isError);
+  }
+
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    this._input.addEventListener('keydown', this);
+    this._scroll.addEventListener('scroll', this, { passive: true });
+  }
+
+  protected onBeforeDetach(msg: Message): void {
+    this._input.removeEventListener('keydown', this);
+    this._scroll.removeEventListener('scroll', this);
+    super.onBeforeDetach(msg);
+  }
+
+  protected onActivateRequest(msg: Message): void {
+    if (!this._input.disabled) {
+      this._input.focus();
+    } else {
+      this.node.focus();
+    }
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    if (this._stick) {
+      this._scrollToEnd();
+    }
+  }
+
+  handleEvent(event: Event): void {
+    if (event.type === 'keydown') {
+      const key = event as KeyboardEvent;
+      if (key.key === 'Enter' && !key.shiftKey && !key.isComposing) {
+        key.preventDefault();
+        void this._sendMessage();
+      }
+    } else if (event.type === 'scroll') {
+      const node = this._scroll;
+      this._stick = node.scrollHeight - node.scrollTop - node.clientHeight < 40;
+    }
+  }
+
+  /** A closed tab is gone for good (its model is released, its socket closed). */
+  protected onCloseRequest(msg: Message): void {
+    super.onCloseRequest(msg);
+    this.dispose();
+  }
+
+  // --- rendering ------------------------------------------------------------------------
+
+  private _onEventsAdded(_: ConversationModel, events: IEvent[]): void {
+    const fragment = document.createDocumentFragment();
+    for (const event of events) {
+      const row = renderEvent(event, this._ctx);
+      if (row) {
+        fragment.appendChild(row);
+      }
+    }
+    this._rows.appendChild(fragment);
+    this._markAnswers(events);
+    if (this._stick) {
+      this._scrollToEnd();
+    }
+    this._earlier.hidden = !this.model.window.hasEarlier;
+  }
+
+  private _onEarlierAdded(_: ConversationModel, events: IEvent[]): void {
+    const fragment = document.createDocumentFragment();
+    for (const event of events) {
+      const row = renderEvent(event, this._ctx);
+      if (row) {
+        fragment.appendChild(row);
+      }
+    }
+    const before = this._scroll.scrollHeight;
+    this._rows.prepend(fragment);
+    this._markAnswers(events);
+    this._scroll.scrollTop += this._scroll.scrollHeight - before;
+    this._earlier.hidden = !this.model.window.hasEarlier;
+  }
+
+  /** Answered actions stop saying they wait. */
+  private _markAnswers(events: IEvent[]): void {
+    for (const event of events) {
+      if (event.kind === 'confirmation' && event.cause !== null) {
+        const row = this._rows.querySelector<HTMLElement>(
+          `.jp-convo-row[data-event-id="${event.cause}"]`
+        );
+        if (row) {
+          markAnswered(row, Boolean(event.confirmed));
+        }
+      }
+    }
+    // Earlier rows may be answered by confirmations already shown.
+    for (const row of Array.from(
+      this._rows.querySelectorAll<HTMLElement>('.jp-convo-awaiting')
+    )) {
+      const answer = this.model.window.events.find(
+        e =>
+          e.kind === 'confirmation' && String(e.cause) === row.dataset.eventId
+      );
+      if (answer) {
+        markAnswered(row, Boolean(answer.confirmed));
+      }
+    }
+  }
+
+  private _onStateChanged(_: ConversationModel, change: IStateChange): void {
+    this._renderState();
+  }
+
+  private _renderState(): void {
+    const state = this.model.state;
+    const title = state.title || `Conversation ${this.model.id.slice(0, 8)}`;
+    this.title.label = title;
+    this.title.caption = `${title}\n${this.model.id}`;
+    this._titleText.textContent = title;
+    const shown = state.deleted
+      ? 'deleted'
+      : displayState(state.status, state.agentState);
+    this._badge.className = `jp-convo-badge jp-convo-badge-${shown}`;
+    this._badge.textContent = shown.replace(/_/g, ' ');
+    const parts = [
+      formatMetrics(state.promptTokens, state.completionTokens, state.cost),
+      state.model ?? ''
+    ].filter(Boolean);
+    this._meta.replaceChildren(
+      h('code', 'jp-convo-id', this.model.id),
+      ` · ${parts.join(' · ')}`
+    );
+    if (
+      state.error &&
+      (state.status === 'ERROR' || state.agentState === 'error')
+    ) {
+      this._meta.appendChild(h('div', 'jp-convo-view-error', state.error));
+    }
+    const awaiting = state.awaiting;
+    this._confirmBar.hidden = !awaiting || state.deleted;
+    if (awaiting) {
+      this._confirmText.replaceChildren(
+        h('b', '', `Action ${awaiting.id}`),
+        ` (${awaiting.kind}, risk ${awaiting.security_risk ?? 'unknown'}) waits for your confirmation`
+      );
+    }
+    this._setEnabled(ViewCommands.stop, isActive(state) && !state.deleted);
+    this._setEnabled(
+      ViewCommands.restart,
+      !isActive(state) && !state.deleted && state.status !== null
+    );
+    for (const command of [
+      ViewCommands.rename,
+      ViewCommands.remove,
+      ViewCommands.exportZip,
+      ViewCommands.openWorkspace,
+      ViewCommands.openNotebook
+    ]) {
+      this._setEnabled(command, !state.deleted);
+    }
+    this._input.disabled = state.deleted;
+    this._send.disabled = state.deleted || this._sending;
+    if (state.deleted) {
+      this.showNotice('This conversation was deleted.', true);
+    }
+  }
+
+  private _renderStatus(): void {
+    const model = this.model;
+    const connection = model.connection;
+    this._connection.textContent =
+      connection === 'reconnecting'
+        ? 'reconnecting…'
+        : connection === 'connecting'
+          ? 'connecting…'
+          : '';
+    this._connection.title =
+      connection === 'open' ? 'Receiving live events' : (model.problem ?? '');
+    const task = model.startTask;
+    if (task && task.status !== 'READY') {
+      const failed = task.status === 'ERROR';
+      const step = Math.max(1, START_STEPS.indexOf(task.status) + 1);
+      this._start.hidden = false;
+      this._start.classList.toggle('jp-convo-start-failed', failed);
+      this._start.textContent = failed
+        ? `Could not start: ${task.detail ?? 'unknown error'}`
+        : `Starting (${step}/${START_STEPS.length - 1}): ${task.status.replace(/_/g, ' ').toLowerCase()}…`;
+    } else {
+      this._start.hidden = true;
+    }
+    if (model.problem && !model.state.deleted) {
+      this.showNotice(model.problem, true);
+    }
+  }
+
+  private _onNotice(_: ConversationModel, event: IEvent): void {
+    if (event.kind === 'error') {
+      this.showNotice(`${event.code}: ${event.message ?? ''}`, true);
+    }
+  }
+
+  // --- actions --------------------------------------------------------------------------
+
+  private async _sendMessage(): Promise<void> {
+    const text = this._input.value.trim();
+    if (!text || this._sending) {
+      return;
+    }
+    this._sending = true;
+    this._send.disabled = true;
+    try {
+      await this.model.sendMessage(text);
+      this._input.value = '';
+      this.showNotice('');
+      this._stick = true;
+      this._onSend?.(this.model.id);
+    } catch (error) {
+      this.showNotice(
+        `Could not send: ${(error as Error).message ?? error}`,
+        true
+      );
+    } finally {
+      this._sending = false;
+      this._send.disabled = this.model.state.deleted;
+      this._input.focus();
+    }
+  }
+
+  private async _loadEarlier(): Promise<void> {
+    this._earlier.disabled = true;
+    try {
+      await this.model.loadEarlier();
+    } catch (error) {
+      this.showNotice(`Could not load earlier events: ${error}`, true);
+    } finally {
+      this._earlier.disabled = false;
+    }
+  }
+
+  private _scrollToEnd(): void {
+    this._scroll.scrollTop = this._scroll.scrollHeight;
+  }
+
+  private _button(text: string, className: string): HTMLButtonElement {
+    const button = h(
+      'button',
+      `jp-convo-button ${className}`,
+      text
+    ) as HTMLButtonElement;
+    button.type = 'button';
+    return button;
+  }
+
+  private _commandButton(
+    label: string,
+    command: string,
+    className: string
+  ): HTMLButtonElement {
+    const button = this._button(label, className);
+    button.dataset.command = command;
+    button.addEventListener('click', () => {
+      void this._commands.execute(command, { id: this.model.id });
+    });
+    return button;
+  }
+
+  private _setEnabled(command: string, enabled: boolean): void {
+    const button = this.node.querySelector<HTMLButtonElement>(
+      `button[data-command="${command}"]`
+    );
+    if (button) {
+      button.disabled = !enabled;
+    }
+  }
+
+  private _commands: CommandRegistry;
+  private _ctx: IRenderContext;
+  private _onSend?: (id: string) => void;
+  private _titleText: HTMLElement;
+  private _badge: HTMLElement;
+  private _meta: HTMLElement;
+  private _connection: HTMLElement;
+  private _actions: HTMLElement;
+  private _start: HTMLElement;
+  private _earlier: HTMLButtonElement;
+  private _rows: HTMLElement;
+  private _scroll: HTMLElement;
+  private _confirmBar: HTMLElement;
+  private _confirmText: HTMLElement;
+  private _notice: HTMLElement;
+  private _input: HTMLTextAreaElement;
+  private _send: HTMLButtonElement;
+  private _sending = false;
+  private _stick = true;
+}
+
+export namespace ConversationView {
+  export interface IOptions {
+    model: ConversationModel;
+    commands: CommandRegistry;
+    sanitizer: ISanitizer;
+    /** Called after a message was accepted (to watch the conversation again). */
+    onSend?: (id: string) => void;
+  }
+}
