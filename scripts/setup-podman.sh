@@ -53,6 +53,10 @@ fi
 
 # 3. the API service -----------------------------------------------------------------------------
 export DOCKER_HOST="unix://$SOCKET"
+if ! "$PYTHON" -c 'import docker' 2>/dev/null; then
+    say "the docker SDK is missing: pip install -e '.[docker]' (scripts/test.sh does) first"
+    exit 1
+fi
 ping() { "$PYTHON" -c 'import docker; docker.from_env(timeout=5).ping()' >/dev/null 2>&1; }
 if ! ping; then
     say "starting podman's API service on $SOCKET (log: $SERVICE_LOG)"
