@@ -40,6 +40,7 @@ STYLE = """<style>
 .convo-row pre{margin:2px 0;padding:4px 6px;white-space:pre-wrap;word-break:break-word;
  background:rgba(127,127,127,.08);font-size:12px;max-height:none}
 .convo-row img{max-width:100%}
+.convo-row p{margin:2px 0}
 .convo-label{font-weight:600;margin-right:6px}
 .convo-badge{display:inline-block;padding:0 8px;border-radius:10px;font-size:12px;
  font-weight:600;color:#fff;background:#6e7781;margin-right:6px}
@@ -105,7 +106,7 @@ def text_block(text: str, label: str, css_class: str = "") -> str:
     """Preformatted output, folded when long."""
     if not text:
         return ""
-    lines = text.count("\n") + 1
+    lines = len(text.rstrip("\n").splitlines()) or 1
     return foldable(f"{esc(label)} ({lines} lines)", pre(text, css_class), lines)
 
 
