@@ -473,6 +473,9 @@ class AgentController:
                 return
             if not await self._execute(call.tool, logged):
                 return
+            # Let the event streams send what was just logged: a tool that finishes
+            # without waiting (think) would otherwise hold a whole step's events back.
+            await asyncio.sleep(0)
 
     async def _continue_pending(self, pending: _Pending) -> None:
         """Run a confirmed action, then the rest of its step."""
