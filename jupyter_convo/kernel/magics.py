@@ -386,7 +386,7 @@ class ConvoMagics(Magics):
         sandbox = args.sandbox or self.default_sandbox or None
         confirm = args.confirm
         if args.kernel:
-            if sandbox == "docker":
+            if args.sandbox == "docker":  # a configured default gives way to --kernel
                 raise UsageError(
                     "%convo start: --kernel needs the process sandbox (the agent connects to "
                     "this kernel on this machine)\n" + USAGE
