@@ -187,6 +187,7 @@ def test_help(shell: Any, magics: ConvoMagics, capsys: pytest.CaptureFixture[str
         ('%convo start "unclosed', "cannot parse the line"),
         ("%convo send a b c", "quote the message"),
         ('%convo start "x" --kernel', "--kernel needs a Jupyter kernel"),
+        ('%convo start "x" --kernel --sandbox docker', "--kernel needs the process sandbox"),
         ("%convo stop", "no current conversation"),
         ("%%convo\n   ", "the cell is empty"),
         ("%%convo abc --model m\nhello", "start flags only apply to a new conversation"),
