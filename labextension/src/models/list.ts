@@ -2,6 +2,7 @@
  * The conversation list: title search, pages fetched as the user scrolls, the first page
  * refreshed periodically, and rows updated live from the conversations being watched.
  */
+import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -154,7 +155,13 @@ export function describeProblem(error: unknown): IListProblem {
         'The jupyter-convo server extension is not running on this server.'
     };
   }
-  if (error instanceof APIError) {
+  if (error instanceof ServerConnection.NetworkError) {
+    return {
+      missingExtension: false,
+      message: `Cannot reach the Jupyter server: ${error.message}`
+    };
+  }
+  if (error instanceof APIError || error instanceof Error) {
     return { missingExtension: false, message: error.message };
   }
   return {

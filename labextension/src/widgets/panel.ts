@@ -7,7 +7,7 @@ import { refreshIcon, addIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Panel, Widget } from '@lumino/widgets';
 
-import { ConversationListModel } from '../models/list';
+import { ConversationListModel, describeProblem } from '../models/list';
 import { h } from '../render/events';
 import { ICreateConversation } from '../types';
 import { IFormDefaults, NewConversationForm } from './form';
@@ -42,7 +42,7 @@ export class ConvoPanel extends Panel {
           await options.onCreate(body);
           this.hideForm();
         } catch (error) {
-          this.form.setError(String((error as Error).message ?? error));
+          this.form.setError(describeProblem(error).message);
         } finally {
           this.form.setBusy(false);
         }

@@ -1,0 +1,223 @@
+"""The Conversations panel in a real JupyterLab, driven like a user with Playwright.
+
+Each test starts its conversations from the panel's form; the scripted LLM answers them by
+the task text (a script per test). Gates hold an answer until the test is ready to watch it
+arrive, so "streams in live" is observed, not assumed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lab_process import LabServer
+from panel_driver import RUN_TIMEOUT, PanelDriver
+from playwright.sync_api import expect
+
+from jupyter_convo.testing import ScriptedLLM, reply, tool_call
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def unique(text: str) -> str:
+    return f"{text} {uuid.uuid4().hex[:8]}"
+
+
+def test_drive_a_conversation_from_the_panel(
+    page: Any, lab: LabServer, ui_llm: ScriptedLLM
+) -> None:
+    """Create, watch it stream, confirm, message, stop, find by search, delete."""
+    task = unique("Tidy the sales folder")
+    gate = f"first-step-{task}"
+    ui_llm.add_script(
+        [
+            tool_call(
+                "terminal",
+                {"command": "echo hello-from-agent", "security_risk": "high"},
+                content="I'll look first.",
+                gate=gate,
+            ),
+            reply("The folder holds **hello-from-agent**."),
+            tool_call(
+                "python",
+                {
+                    "code": "from IPython.display import HTML, display\n"
+                    "display(HTML('<table><tr><td>revenue-cell</td></tr></table>'))\n"
+                    "print(6 * 7)",
+                    "security_risk": "low",
+                },
+            ),
+            tool_call(
+                "file_editor",
+                {
+                    "command": "create",
+                    "path": "notes.md",
+                    "file_text": "# Notes\nrevenue is up\n",
+                    "security_risk": "low",
+                },
+            ),
+            reply("Done: the table and the notes are ready."),
+        ],
+        match=task,
+    )
+    other_task = unique("Summarize the quarterly report")
+    ui_llm.add_script([reply("Summary: all good.")], match=other_task)
+    ui = PanelDriver(page, lab)
+
+    ui.open_panel()
+    cid = ui.new_conversation(task, confirm_actions=True)
+
+    # The view shows the task at once; the agent's first step streams in when released.
+    expect(ui.rows(cid, "message").first).to_contain_text(task)
+    expect(ui.rows(cid, "command")).to_have_count(0)
+    ui_llm.open_gate(gate)
+    command = ui.rows(cid, "command")
+    expect(command).to_contain_text("echo hello-from-agent", timeout=RUN_TIMEOUT)
+    expect(command).to_contain_text("Waiting for your confirmation (risk: high)")
+    ui.wait_for_state(cid, "awaiting user confirmation")
+    confirm_bar = ui.view(cid).locator(".jp-convo-confirm")
+    expect(confirm_bar).to_contain_text("waits for your confirmation")
+
+    # Confirm: the command runs, its output and the agent's Markdown answer arrive.
+    confirm_bar.locator("button.jp-convo-confirm-button").click()
+    expect(ui.rows(cid, "command_output")).to_contain_text("hello-from-agent", timeout=RUN_TIMEOUT)
+    expect(ui.rows(cid, "confirmation")).to_contain_text("Confirmed action")
+    expect(command).not_to_contain_text("Waiting for your confirmation")
+    answer = ui.rows(cid, "message").filter(has_text="The folder holds")
+    expect(answer.locator("strong")).to_have_text("hello-from-agent", timeout=RUN_TIMEOUT)
+    ui.wait_for_state(cid, "awaiting user input")
+    expect(confirm_bar).to_be_hidden()
+
+    # A message from the box: Python with a rich output, then a file edit shown as a diff.
+    ui.send(cid, "Now make the table and the notes")
+    output = ui.rows(cid, "python_output")
+    expect(output.locator("td")).to_have_text("revenue-cell", timeout=RUN_TIMEOUT)
+    expect(output).to_contain_text("42")
+    expect(ui.rows(cid, "file_edit_result").locator(".jp-convo-diff-add").last).to_have_text(
+        "+revenue is up", timeout=RUN_TIMEOUT
+    )
+    expect(ui.rows(cid, "message").last).to_contain_text(
+        "the table and the notes are ready", timeout=RUN_TIMEOUT
+    )
+    ui.wait_for_state(cid, "awaiting user input")
+
+    # Stop: the runtime goes away; Restart becomes possible.
+    ui.button(cid, "jp-convo-stop").click()
+    ui.wait_for_state(cid, "stopped")
+    expect(ui.button(cid, "jp-convo-stop")).to_be_disabled()
+    expect(ui.button(cid, "jp-convo-restart")).to_be_enabled()
+    assert ui.api_get(f"conversations/{cid}").json()["status"] == "STOPPED"
+
+    # A second conversation, then find the first by a word of its title.
+    other = ui.new_conversation(other_task)
+    expect(ui.rows(other, "message").last).to_contain_text(
+        "Summary: all good.", timeout=RUN_TIMEOUT
+    )
+    ui.open_panel()
+    expect(ui.list_item(other_task)).to_have_count(1, timeout=RUN_TIMEOUT)
+    ui.search(task.split()[-1])
+    expect(ui.list_items()).to_have_count(1)
+    expect(ui.list_item(task)).to_have_count(1)
+    ui.search("")
+    expect(ui.list_item(other_task)).to_have_count(1)
+    ui.search(task.split()[-1])
+
+    # Open it from the list and delete it.
+    ui.list_item(task).click()
+    expect(ui.view(cid)).to_be_visible()
+    ui.button(cid, "jp-convo-delete").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Delete conversation?")
+    dialog.locator("button.jp-mod-warn").click()
+    expect(ui.view(cid)).to_have_count(0)
+    expect(ui.list_items()).to_have_count(0)
+    assert ui.api_get(f"conversations/{cid}").status_code == 404
+
+
+def test_notifies_when_a_conversation_not_on_screen_answers(
+    page: Any, lab: LabServer, ui_llm: ScriptedLLM
+) -> None:
+    task = unique("Count the rows of orders.csv")
+    gate = f"answer-{task}"
+    ui_llm.add_script([reply("There are 12 rows.", gate=gate)], match=task)
+    ui = PanelDriver(page, lab)
+
+    cid = ui.new_conversation(task)
+    expect(ui.rows(cid, "message").first).to_contain_text(task)
+    ui.close_tab(f"jp-convo-view-{cid}")
+    ui_llm.open_gate(gate)
+
+    toast = page.locator(".jp-Notification-Toast-info, .Toastify__toast").filter(
+        has_text="answered and waits for your reply"
+    )
+    expect(toast).to_have_count(1, timeout=RUN_TIMEOUT)
+    toast.get_by_role("button", name="Open").click()
+    expect(ui.view(cid)).to_be_visible()
+    expect(ui.rows(cid, "message").last).to_contain_text("There are 12 rows.", timeout=RUN_TIMEOUT)
+
+
+def test_layout_is_restored_on_reload(page: Any, lab: LabServer, ui_llm: ScriptedLLM) -> None:
+    task = unique("Describe the dataset")
+    ui_llm.add_script([reply("It has three columns.")], match=task)
+    ui = PanelDriver(page, lab)
+    cid = ui.new_conversation(task)
+    expect(ui.rows(cid, "message").last).to_contain_text("three columns", timeout=RUN_TIMEOUT)
+
+    page.reload()
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=60_000)
+    expect(ui.panel).to_be_visible(timeout=RUN_TIMEOUT)
+    expect(page.locator(f'.lm-TabBar-tab[data-id="jp-convo-view-{cid}"]')).to_have_count(1)
+    ui.page.locator(f'.lm-TabBar-tab[data-id="jp-convo-view-{cid}"]').click()
+    expect(ui.rows(cid, "message").last).to_contain_text("three columns", timeout=RUN_TIMEOUT)
+
+
+def _background_luminance(locator: Any) -> float:
+    """0 (black) .. 1 (white) of an element's computed background colour."""
+    rgb = locator.evaluate(
+        "n => getComputedStyle(n).backgroundColor.match(/[\\d.]+/g).slice(0, 3).map(Number)"
+    )
+    red, green, blue = (channel / 255 for channel in rgb)
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def test_screenshots_light_and_dark(
+    page: Any, lab: LabServer, ui_llm: ScriptedLLM, output_dir: Path
+) -> None:
+    """The list and a conversation view in both themes, written under test-output/ui/."""
+    task = unique("Plot revenue by month")
+    ui_llm.add_script(
+        [
+            tool_call("terminal", {"command": "printf 'month,revenue\\njan,10\\n' > sales.csv"}),
+            tool_call(
+                "file_editor",
+                {
+                    "command": "create",
+                    "path": "report.md",
+                    "file_text": "# Revenue\n\n| month | revenue |\n|---|---|\n| jan | 10 |\n",
+                },
+            ),
+            reply("Revenue is **up** in January.\n\n- `sales.csv` written\n- `report.md` made"),
+        ],
+        match=task,
+    )
+    ui = PanelDriver(page, lab)
+    cid = ui.new_conversation(task)
+    ui.wait_for_state(cid, "awaiting user input")
+    expect(ui.rows(cid, "message").last).to_contain_text("Revenue is up", timeout=RUN_TIMEOUT)
+    ui.open_panel()
+    expect(ui.list_item(task)).to_have_count(1, timeout=RUN_TIMEOUT)
+
+    shots: list[Path] = []
+    for theme in ("light", "dark"):
+        ui.set_theme(dark=theme == "dark")
+        luminance = _background_luminance(ui.view(cid))
+        assert (luminance < 0.3) if theme == "dark" else (luminance > 0.7), (theme, luminance)
+        for name, locator in (("list", ui.panel), ("conversation", ui.view(cid))):
+            path = output_dir / f"{name}-{theme}.png"
+            locator.screenshot(path=str(path))
+            shots.append(path)
+    ui.set_theme(dark=False)
+    for path in shots:
+        assert path.stat().st_size > 5_000, path
