@@ -1,0 +1,212 @@
+"""Run every bench script and collect their Markdown tables into one report.
+
+    python bench/run_all.py [--quick] [--only relay step ...] [--timeout 1800]
+
+Each ``bench/bench_*.py`` runs in its own process (one after the other: they measure
+time on a shared machine), with its full-size arguments, or small ones with ``--quick``
+(a smoke run: same code paths, figures not comparable with the targets). Their output goes
+to ``bench/results/RESULTS.md`` (git-ignored), headed by a summary of every row that has a
+target, and is printed as well. A script that fails is reported with its exit status and
+the end of its stderr; the runner goes on and exits 1 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results" / "RESULTS.md"
+
+# Known scripts, in run order, with (full arguments, quick arguments). Scripts that land
+# later run too: with --quick if their --help offers it, else with no arguments.
+KNOWN: dict[str, tuple[list[str], list[str]]] = {
+    "bench_events": ([], ["--events", "10000", "--repeat", "5"]),
+    "bench_store": ([], ["--rows", "10000", "--repeat", "10"]),
+    "bench_step": ([], ["--quick"]),
+    "bench_relay": ([], ["--quick"]),
+    "bench_runtime_start": ([], ["--runs", "3"]),
+    "bench_process_start": ([], ["--runs", "3"]),
+    "bench_start": ([], ["--runs", "3"]),
+    "bench_memory": ([], ["--quick"]),
+    "bench_capacity": ([], ["--quick"]),
+    "bench_tools": ([], ["--repeat", "5"]),
+    "bench_kernel": ([], ["--repeat", "3", "--events", "1000"]),
+    "bench_share": ([], ["--events", "2000", "--repeat", "2", "--steps", "10"]),
+}
+
+TARGETS = """\
+| target (issue 8) | measured by |
+|---|---|
+| process start warm <= 100 ms, cold <= 1 s | bench_start, bench_process_start, bench_runtime_start|
+| docker start warm <= 150 ms, cold <= 3 s | bench_start (needs DOCKER_HOST and the runtime image) |
+| append <= 0.1 ms/event; read 1,000 <= 10 ms; 100 of 100,000 <= 5 ms | bench_events |
+| relay p50 <= 2 ms and >= 10,000 events/s | bench_relay |
+| first search page at 100,000 conversations <= 10 ms | bench_store |
+| step overhead <= 2 ms | bench_step |
+| idle runtime <= 60 MB RSS | bench_memory |
+| concurrent running conversations before errors | bench_capacity |
+"""
+
+
+@dataclass
+class Outcome:
+    name: str
+    command: list[str]
+    seconds: float
+    code: int
+    stdout: str
+    stderr: str
+
+
+def scripts(only: list[str] | None) -> list[str]:
+    present = sorted(path.stem for path in BENCH.glob("bench_*.py"))
+    ordered = [name for name in KNOWN if name in present]
+    ordered += [name for name in present if name not in KNOWN]
+    if only:
+        wanted = {name if name.startswith("bench_") else f"bench_{name}" for name in only}
+        unknown = sorted(wanted - set(present))
+        if unknown:
+            raise SystemExit(f"no such bench script(s): {', '.join(unknown)}")
+        ordered = [name for name in ordered if name in wanted]
+    return ordered
+
+
+def arguments(name: str, quick: bool) -> list[str]:
+    if name in KNOWN:
+        full, small = KNOWN[name]
+        args = list(small if quick else full)
+    elif quick and "--quick" in _help(name):
+        args = ["--quick"]
+    else:
+        args = []
+    if name == "bench_start" and not os.environ.get("DOCKER_HOST"):
+        args.append("--no-docker")  # the docker cases need DOCKER_HOST and the image
+    return args
+
+
+def _help(name: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / f"{name}.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return result.stdout
+
+
+def run(name: str, args: list[str], timeout: float) -> Outcome:
+    command = [sys.executable, str(BENCH / f"{name}.py"), *args]
+    print(f"== {name} {' '.join(args)}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, cwd=BENCH.parent, check=False
+        )
+        code, stdout, stderr = result.returncode, result.stdout, result.stderr
+    except subprocess.TimeoutExpired as exc:
+        code = -1
+        stdout = _text(exc.stdout)
+        stderr = _text(exc.stderr) + f"\n(timed out after {timeout:.0f} s)"
+    seconds = time.perf_counter() - started
+    print(f"   {'ok' if code == 0 else f'FAILED ({code})'} in {seconds:.0f} s", file=sys.stderr)
+    return Outcome(name, command, seconds, code, stdout, stderr)
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode(errors="replace")
+
+
+def target_rows(outcome: Outcome) -> list[str]:
+    """Rows of the script's tables whose last cell says whether a target is met."""
+    rows = []
+    for line in outcome.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) >= 3 and cells[-1] in ("yes", "NO"):
+            rows.append(f"| {outcome.name} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def report(outcomes: list[Outcome], quick: bool) -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines = [
+        "# Bench results",
+        "",
+        f"- {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load} at the end",
+        f"- mode: {'quick (smoke sizes: not comparable with the targets)' if quick else 'full'}",
+        "- command: `python bench/run_all.py" + (" --quick`" if quick else "`"),
+        "",
+        "## Targets",
+        "",
+        TARGETS,
+        "## Rows with a target",
+        "",
+        "| script | operation | median | p95 | target | meets target |",
+        "|---|---|---:|---:|---:|:---:|",
+    ]
+    for outcome in outcomes:
+        lines.extend(target_rows(outcome))
+    failed = [o for o in outcomes if o.code != 0]
+    if failed:
+        lines += ["", "## Failed scripts", ""]
+        lines += [f"- {o.name}: exit {o.code} after {o.seconds:.0f} s" for o in failed]
+    for outcome in outcomes:
+        command = " ".join(["python", *[_relative(part) for part in outcome.command[1:]]])
+        lines += [
+            "",
+            f"## {outcome.name}",
+            "",
+            f"`{command}` ({outcome.seconds:.0f} s, exit {outcome.code})",
+            "",
+            _demote_headings(outcome.stdout.strip()) or "(no output)",
+        ]
+        if outcome.code != 0:
+            tail = "\n".join(outcome.stderr.strip().splitlines()[-30:])
+            lines += ["", "stderr (end):", "", "```", tail, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _relative(part: str) -> str:
+    path = Path(part)
+    if path.is_absolute() and BENCH.parent in path.parents:
+        return str(path.relative_to(BENCH.parent))
+    return part
+
+
+def _demote_headings(text: str) -> str:
+    """Scripts print '#'/'##' headings: nest them under the script's own section."""
+    return re.sub(
+        r"^(#{1,4}) ", lambda m: "#" * min(len(m.group(1)) + 2, 6) + " ", text, flags=re.M
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--only", nargs="+", help="script names, e.g. relay step")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per script")
+    args = parser.parse_args(argv)
+    outcomes = [run(name, arguments(name, args.quick), args.timeout) for name in scripts(args.only)]
+    text = report(outcomes, args.quick)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text, encoding="utf-8")
+    print(text)
+    print(f"written to {RESULTS}", file=sys.stderr)
+    return 1 if any(o.code != 0 for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
