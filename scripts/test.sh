@@ -2,24 +2,55 @@
 # The project's one test command (the README shows it; .ci/run calls it).
 # On a fresh machine it installs everything the tests need, then runs every tier:
 # lint and types, unit, integration (real runtimes, kernels, shells), server (pytest-jupyter),
+# UI (the side panel in a real JupyterLab and browser),
 # then the docker tier (real containers through podman's Docker-compatible API; needs root
 # on a fresh machine: scripts/setup-podman.sh installs podman and builds the images).
-# CONVO_SKIP_DOCKER=1 leaves the docker tier out (it says so).
+# The UI tier builds the JupyterLab side panel (labextension/), lints it, runs its Jest tests,
+# and tests/ui drives it in Debian's Chromium (scripts/install-ui-deps.sh installs what it
+# needs: apt chromium, pip playwright; Node 20 and npm must exist).
+# CONVO_SKIP_DOCKER=1 leaves the docker tier out, CONVO_SKIP_UI=1 the UI tier (each says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+PIP=("$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
+# jlpm and jupyter (used by the labextension build) from this Python's environment.
+PATH="$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')"):$PATH"
+export PATH
+
 echo "== install"
-"$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e ".[dev]"
+# Build requirements first, then the editable install without build isolation (an isolated
+# build would download JupyterLab on every run). Its jupyter-builder hook builds the
+# labextension (jlpm install + build) when labextension/src is newer than the build.
+"${PIP[@]}" "hatchling>=1.21" "hatch-jupyter-builder>=0.5" "jupyterlab>=4,<5" editables
+"${PIP[@]}" --no-build-isolation -e ".[dev]"
 
 echo "== lint and types"
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
 "$PYTHON" -m mypy
 
+PYTEST_UI=()
+if [[ ${CONVO_SKIP_UI:-0} == 1 ]]; then
+    echo "== UI tier SKIPPED (CONVO_SKIP_UI=1)"
+    PYTEST_UI=(--ignore=tests/ui)
+else
+    echo "== UI tier: browser, labextension build, lint, Jest"
+    bash scripts/install-ui-deps.sh
+    (
+        cd labextension
+        jlpm install
+        jlpm build:prod
+        jlpm lint:check
+        jlpm test
+    )
+    # Install the fresh build into the environment (the hook skips: it is built).
+    "${PIP[@]}" --no-build-isolation --no-deps -e .
+fi
+
 echo "== tests"
 mkdir -p test-output
-"$PYTHON" -m pytest -p no:cacheprovider -q "$@" tests
+"$PYTHON" -m pytest -p no:cacheprovider -q "${PYTEST_UI[@]}" "$@" tests
 
 echo "== docker tier"
 if [[ ${CONVO_SKIP_DOCKER:-0} == 1 ]]; then
