@@ -2,9 +2,9 @@
 
 Rows are HTML from ``render`` grouped into chunk widgets of ``CHUNK_ROWS`` rows, so a batch
 of events changes one or two widgets instead of adding hundreds; only the last ``max_rows``
-rows are on screen and older ones fold behind a "Show earlier events" button. Batches come
-from the ``Conversation`` (the client's loop thread); buttons call back on the kernel's main
-thread; a lock keeps both consistent.
+rows are on screen (and rendered) and older ones fold behind a "Show earlier events"
+button. Batches come from the ``Conversation`` (the client's loop thread); buttons call back
+on the kernel's main thread; a lock keeps both consistent.
 
 Displayed, the view's bundle carries the widget and a static transcript (``text/html``,
 ``text/plain``), so a notebook viewed without widgets (nbconvert, GitHub, plain IPython)
@@ -65,7 +65,10 @@ class ConvoView:
         self.max_rows = max(1, max_rows or DEFAULT_MAX_ROWS)
         self.chunk_rows = max(1, chunk_rows)
         self._lock = threading.RLock()
-        self._rows: list[str] = []
+        # Events that get a row, and their HTML once rendered: rows are rendered when they
+        # first come on screen, so a long folded history costs nothing until unfolded.
+        self._rows: list[dict[str, Any]] = []
+        self._row_html: dict[int, str] = {}
         self._row_ids: list[int] = []
         self._chunk_widgets: dict[int, ipywidgets.HTML] = {}
         self._visible_rows = self.max_rows
@@ -151,7 +154,7 @@ class ConvoView:
                     continue
                 if event_id <= self.after_id or not has_row(event):
                     continue
-                self._rows.append(event_html(event))
+                self._rows.append(event)
                 self._row_ids.append(event_id)
                 added = True
             if added:
@@ -166,9 +169,16 @@ class ConvoView:
     def _visible_start_chunk_rows(self) -> int:
         return len(self._rows) - self._first_visible_chunk() * self.chunk_rows
 
+    def _row(self, index: int) -> str:
+        html = self._row_html.get(index)
+        if html is None:
+            html = self._row_html[index] = event_html(self._rows[index])
+        return html
+
     def _chunk_html(self, index: int) -> str:
         start = index * self.chunk_rows
-        return "".join(self._rows[start : start + self.chunk_rows])
+        end = min(start + self.chunk_rows, len(self._rows))
+        return "".join(self._row(i) for i in range(start, end))
 
     def _render_tail(self) -> None:
         """Update the chunks that changed; fold chunks that left the window."""

@@ -143,8 +143,15 @@ def test_send_box_stop_button_and_folded_history(
     assert small_chunks.visible_row_count < total
     assert small_chunks.earlier_button.layout.display is None
     assert "folded" in small_chunks.earlier_button.description
+    first_row = f'data-event-id="{small_chunks.row_ids[0]}"'
+    assert first_row not in small_chunks.html()  # folded rows are not even rendered yet
     small_chunks.click("earlier")
     assert small_chunks.visible_row_count > 3
+    while small_chunks.earlier_button.layout.display != HIDDEN:
+        small_chunks.click("earlier")
+    assert small_chunks.visible_row_count == total
+    assert small_chunks.html().count("data-event-id=") == total
+    assert first_row in small_chunks.html()
 
     view.click("send")  # empty box: a notice, no request
     assert "type a message first" in view.notice.value
