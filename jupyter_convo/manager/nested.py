@@ -29,6 +29,7 @@ from ..agent.settings import AgentSettings, LLMConfig
 from ..agent.workspace import Workspace
 from ..events.inputs import UserInput
 from ..events.log import EventLog, EventLogLocked
+from ..events.redact import SecretRegistry
 from ..events.schema import ConversationStatus, ErrorEvent, Event, EventBase, TitleEvent
 from ..runtime import workspace as workspace_files
 from ..runtime.auth import SESSION_KEY_ENV
@@ -480,8 +481,12 @@ class NestedConversationManager(ConversationManager):
             )
         if title is not None and not title.strip():
             title = None
-        if title is None and initial_message is not None:
-            title = title_from_message(initial_message.text)
+        # The title is stored and shown as is: secrets hidden as in the log.
+        secrets = settings_secrets(settings)
+        if title is not None:
+            title = secrets.redact(title)
+        elif initial_message is not None:
+            title = title_from_message(secrets.redact(initial_message.text))
         warm = None
         if self.pool is not None:
             warm = await self.pool.take(
@@ -1123,6 +1128,17 @@ class NestedConversationManager(ConversationManager):
         finally:
             await client.close()
         return response.content or ""
+
+
+def settings_secrets(settings: AgentSettings) -> SecretRegistry:
+    """The values a runtime with ``settings`` hides: the LLM key, the user's secrets and
+    credential-named environment variables (as the runtime registers them)."""
+    secrets = SecretRegistry()
+    if settings.llm.api_key is not None:
+        secrets.add(settings.llm.api_key.get_secret_value())
+    secrets.add_many(value.get_secret_value() for value in settings.secrets.values())
+    secrets.add_from_environ()
+    return secrets
 
 
 def _prepare_workspace(root: Path) -> None:
