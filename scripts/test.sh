@@ -2,13 +2,15 @@
 # The project's one test command (the README shows it; .ci/run calls it).
 # On a fresh machine it installs everything the tests need, then runs every tier:
 # lint and types, unit, integration (real runtimes, kernels, shells), server (pytest-jupyter),
-# UI (the side panel in a real JupyterLab and browser),
+# UI (the side panel in a real JupyterLab and browser), the reliability tier (faults, load,
+# hostile input and security against a real `jupyter server` subprocess; ~6 min on 2 cores),
 # then the docker tier (real containers through podman's Docker-compatible API; needs root
 # on a fresh machine: scripts/setup-podman.sh installs podman and builds the images).
 # The UI tier builds the JupyterLab side panel (labextension/), lints it, runs its Jest tests,
 # and tests/ui drives it in Debian's Chromium (scripts/install-ui-deps.sh installs what it
 # needs: apt chromium, pip playwright; Node 20 and npm must exist).
-# CONVO_SKIP_DOCKER=1 leaves the docker tier out, CONVO_SKIP_UI=1 the UI tier (each says so).
+# CONVO_SKIP_DOCKER=1 leaves the docker tier out, CONVO_SKIP_UI=1 the UI tier,
+# CONVO_SKIP_RELIABILITY=1 the reliability tier (each says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +52,14 @@ fi
 
 echo "== tests"
 mkdir -p test-output
-"$PYTHON" -m pytest -p no:cacheprovider -q "${PYTEST_UI[@]}" "$@" tests
+"$PYTHON" -m pytest -p no:cacheprovider -q "${PYTEST_UI[@]}" "$@" tests --ignore=tests/reliability
+
+if [[ ${CONVO_SKIP_RELIABILITY:-0} == 1 ]]; then
+    echo "== reliability tier SKIPPED (CONVO_SKIP_RELIABILITY=1)"
+else
+    echo "== reliability tier: faults, load, hostile input, security"
+    "$PYTHON" -m pytest -p no:cacheprovider -q "$@" tests/reliability
+fi
 
 echo "== docker tier"
 if [[ ${CONVO_SKIP_DOCKER:-0} == 1 ]]; then
