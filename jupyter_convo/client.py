@@ -15,7 +15,7 @@ import json
 import os
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -128,28 +128,40 @@ def _pid_alive(pid: object) -> bool:
     return True
 
 
-def discover_server(timeout: float = 5.0) -> ServerInfo:
-    """The first server that answers on the convo routes, else ``ServerNotFound``."""
-    candidates = _candidate_servers()
+def server_problem(server: ServerInfo, timeout: float = 5.0) -> str | None:
+    """Why ``server`` cannot serve jupyter-convo, in a few words; None when it can."""
+    try:
+        response = httpx.get(
+            server.api_url + "conversations/count", headers=server.headers(), timeout=timeout
+        )
+    except httpx.HTTPError as exc:
+        return f"unreachable ({exc.__class__.__name__})"
+    if response.status_code == 200:
+        return None
+    if response.status_code == 404:
+        return "the jupyter-convo server extension is not enabled"
+    if response.status_code in (401, 403):
+        return f"refused the credentials (set {TOKEN_ENV})"
+    return f"answered {response.status_code}"
+
+
+def discover_server(
+    timeout: float = 5.0, candidates: Sequence[ServerInfo] | None = None
+) -> ServerInfo:
+    """The first server that answers on the convo routes, else ``ServerNotFound``.
+
+    ``candidates`` (default: the environment, then the running servers) are tried in order.
+    """
+    if candidates is None:
+        candidates = _candidate_servers()
     if not candidates:
         raise ServerNotFound(NO_SERVER_HELP)
     problems: list[str] = []
     for server in candidates:
-        try:
-            response = httpx.get(
-                server.api_url + "conversations/count", headers=server.headers(), timeout=timeout
-            )
-        except httpx.HTTPError as exc:
-            problems.append(f"{server.url}: unreachable ({exc.__class__.__name__})")
-            continue
-        if response.status_code == 200:
+        problem = server_problem(server, timeout)
+        if problem is None:
             return server
-        if response.status_code == 404:
-            problems.append(f"{server.url}: the jupyter-convo server extension is not enabled")
-        elif response.status_code in (401, 403):
-            problems.append(f"{server.url}: refused the credentials (set {TOKEN_ENV})")
-        else:
-            problems.append(f"{server.url}: answered {response.status_code}")
+        problems.append(f"{server.url}: {problem}")
     raise ServerNotFound(NO_SERVER_HELP + " Tried: " + "; ".join(problems))
 
 

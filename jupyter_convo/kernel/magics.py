@@ -256,15 +256,15 @@ class ConvoMagics(Magics):
     def client(self) -> ConvoClient:
         """The client, created (and the server found) on first use."""
         if self._client is None:
-            from ..client import ConvoClient, ServerInfo
+            from ..client import ConvoClient, ServerInfo, discover_server
 
-            server = None
+            candidates = None
             if self.server_url:
                 url = self.server_url if self.server_url.endswith("/") else self.server_url + "/"
-                server = ServerInfo(
-                    url=url, token=self.token or os.environ.get("JUPYTER_CONVO_TOKEN", "")
-                )
-            self._client = ConvoClient(server)
+                token = self.token or os.environ.get("JUPYTER_CONVO_TOKEN", "")
+                candidates = [ServerInfo(url=url, token=token)]
+            # Checked once: a configured server without the extension is said as such.
+            self._client = ConvoClient(discover_server(candidates=candidates))
         return self._client
 
     def close(self) -> None:

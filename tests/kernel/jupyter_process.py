@@ -104,6 +104,7 @@ def start_jupyter_server(
     env: Mapping[str, str] | None = None,
     extensions: Mapping[str, bool] | None = None,
     root: Path | None = None,
+    convo_enabled: bool = True,
 ) -> JupyterServer:
     """Start the server and wait for its URL line; fail loudly if it dies or stays silent."""
     token = secrets.token_hex(16)
@@ -114,7 +115,7 @@ def start_jupyter_server(
         path.mkdir(parents=True, exist_ok=True)
     enabled = {name: False for name in QUIET_EXTENSIONS}
     enabled.update(extensions or {})
-    enabled["jupyter_convo"] = True
+    enabled["jupyter_convo"] = convo_enabled
     full_env = {
         **os.environ,
         "JUPYTER_RUNTIME_DIR": str(runtime_dir),

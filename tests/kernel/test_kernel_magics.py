@@ -242,6 +242,7 @@ def test_no_server_says_what_to_do(
         shell._convo_magics.close()
         assert shell.run_cell("%convo list").success
         out, err = capsys.readouterr()
-        assert "http://127.0.0.1:9/ is unreachable" in err and "Traceback" not in out + err
+        assert err.startswith(NO_SERVER_HELP)
+        assert "Tried: http://127.0.0.1:9/: unreachable" in err and "Traceback" not in out + err
     finally:
         shell._convo_magics.close()
