@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -179,4 +178,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

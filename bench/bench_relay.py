@@ -39,7 +39,7 @@ from _stats import Figure, format_duration, markdown_table, percentile
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from jupyter_convo.testing import call, reply, tool_calls
+from jupyter_convo.testing import ScriptedResponse, call, reply, tool_calls
 
 LATENCY_TARGET = 2e-3
 RATE_TARGET = 10_000.0
@@ -57,10 +57,10 @@ class Received:
     last: float = 0.0
 
 
-def script(name: str, steps: int, calls: int) -> list[object]:
+def script(name: str, steps: int, calls: int) -> list[ScriptedResponse]:
     """``steps`` answers of ``calls`` distinct think calls each, then a reply; the first
     answer waits for the gate ``name``."""
-    answers: list[object] = []
+    answers: list[ScriptedResponse] = []
     for step in range(steps):
         thinks = [
             call("think", {"thought": f"{name} step {step} thought {n}"}) for n in range(calls)
