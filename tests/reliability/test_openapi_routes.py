@@ -24,7 +24,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 
 
-@pytest.fixture
+@pytest.fixture  # type: ignore[no-redef]
 def jp_server_config(tmp_path: Path) -> Config:
     return Config(
         {

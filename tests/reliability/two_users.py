@@ -18,9 +18,9 @@ TOKENS = {"alice-token": "alice", "bob-token": "bob"}
 class TwoUsersIdentityProvider(IdentityProvider):
     """Token -> user; no login page, no cookie, no other way in."""
 
-    async def get_user_token(self, handler: Any) -> User | None:  # type: ignore[override]
+    async def get_user_token(self, handler: Any) -> User | None:
         name = TOKENS.get(self.get_token(handler) or "")
         return User(username=name, name=name) if name else None
 
-    def get_user_cookie(self, handler: Any) -> None:  # type: ignore[override]
+    def get_user_cookie(self, handler: Any) -> None:
         return None
