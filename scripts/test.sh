@@ -61,11 +61,11 @@ else
     "$PYTHON" -m pytest -p no:cacheprovider -q "$@" tests/reliability
 fi
 
-echo "== docker tier"
 if [[ ${CONVO_SKIP_DOCKER:-0} == 1 ]]; then
-    echo "docker tier SKIPPED (CONVO_SKIP_DOCKER=1)"
-    exit 0
+    echo "== docker tier SKIPPED (CONVO_SKIP_DOCKER=1)"
+else
+    echo "== docker tier: podman's Docker API, a runtime image built here (setup-podman.sh)"
+    DOCKER_HOST=$(bash scripts/setup-podman.sh | tail -n1)
+    export DOCKER_HOST
+    JUPYTER_CONVO_TEST_DOCKER=1 "$PYTHON" -m pytest -p no:cacheprovider -q "$@" tests/docker
 fi
-DOCKER_HOST=$(bash scripts/setup-podman.sh | tail -n1)
-export DOCKER_HOST
-JUPYTER_CONVO_TEST_DOCKER=1 "$PYTHON" -m pytest -p no:cacheprovider -q "$@" tests/docker
