@@ -14,12 +14,13 @@ import argparse
 import importlib.metadata
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +107,12 @@ def find_dockerfile() -> Path:
     )
 
 
-def _pip(args: Sequence[str], what: str, python: str) -> None:
+def _pip(args: Sequence[str], what: str, python: str, env: Mapping[str, str] | None = None) -> None:
     command = [python, "-m", "pip", "--disable-pip-version-check", *args]
     log.info("making %s: %s", what, " ".join(command))
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
     if done.returncode != 0:
         output = (done.stdout + done.stderr)[-PIP_OUTPUT_TAIL:]
         raise ImageBuildError(f"pip could not make {what} (exit {done.returncode}):\n{output}")
@@ -150,6 +153,8 @@ def make_wheels(
             ["wheel", "--quiet", "--no-deps", *isolation, "--wheel-dir", str(project), str(source)],
             "the jupyter-convo wheel",
             python,
+            # No build hooks: the runtime needs no JupyterLab extension (no Node build).
+            env={"HATCH_BUILD_NO_HOOKS": "true"},
         )
     else:
         version = importlib.metadata.version(PROJECT)
