@@ -16,12 +16,15 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.manager import AsyncKernelManager
+from typing import TYPE_CHECKING, Any
 
 from .text import strip_ansi
+
+if TYPE_CHECKING:
+    # Imported when the first kernel starts: jupyter_client and zmq cost an idle runtime
+    # ~6 MB of memory it may never use (bench/bench_memory.py).
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_client.manager import AsyncKernelManager
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,8 @@ class KernelSession:
         env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         # IPC sockets in a private directory: no TCP ports for other local users to probe.
         self._socket_dir = Path(tempfile.mkdtemp(prefix="convo-kernel-"))
+        from jupyter_client.manager import AsyncKernelManager
+
         manager = AsyncKernelManager(
             kernel_name="python3",
             transport="ipc",
@@ -133,6 +138,8 @@ class KernelSession:
         return client
 
     async def _connect(self, connection_file: str) -> AsyncKernelClient:
+        from jupyter_client.asynchronous.client import AsyncKernelClient
+
         client = AsyncKernelClient()
         try:
             client.load_connection_file(connection_file)
