@@ -23,6 +23,10 @@ from .app import DEFAULT_MAX_JSON_BODY_BYTES, DEFAULT_MAX_UPLOAD_BYTES, RuntimeS
 
 log = logging.getLogger("jupyter_convo.runtime")
 
+# httpx imports its command-line tool (click, rich, pygments: ~5 MB per runtime) whenever
+# they are installed; a runtime never uses it, and httpx falls back when it cannot.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 READY_PREFIX = "JUPYTER_CONVO_RUNTIME_READY"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Exit status when the runtime refuses to start (no key, unusable arguments).
