@@ -373,7 +373,12 @@ def operations(components: Components) -> list[Operation]:
             "Attach an experiment configuration (write once)",
             body=m.ExpConfigRequest,
             ok={201: ("the stored configuration", json_object, "application/json")},
-            errors={400: "a bad body", 404: "no such conversation", 409: "already set"},
+            errors={
+                400: "a bad body",
+                404: "no such conversation",
+                409: "already set",
+                413: "a body over 1 MiB",
+            },
         ),
         Operation(
             CID,

@@ -30,6 +30,9 @@ SERVICES_KEY = "convo"
 _JUPYTER_PARAMS = frozenset({"token", "_xsrf"})
 
 M = TypeVar("M", bound=BaseModel)
+# The largest JSON body a route takes by default (as the runtime's own limit: a message
+# may carry images as data URLs); routes with small bodies set a lower ``max_body_bytes``.
+MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 
 
 def describe_validation_error(exc: ValidationError, what: str) -> str:
@@ -58,6 +61,7 @@ class ConvoHandler(APIHandler):
     ``@authorized``."""
 
     auth_resource = AUTH_RESOURCE
+    max_body_bytes = MAX_JSON_BODY_BYTES
 
     @property
     def services(self) -> ConvoServices:
@@ -93,8 +97,11 @@ class ConvoHandler(APIHandler):
     # --- input -------------------------------------------------------------------------------
 
     def body(self, model: type[M]) -> M:
-        """The JSON request body validated by ``model`` (empty body = ``{}``)."""
+        """The JSON request body validated by ``model`` (empty body = ``{}``); 413 over
+        ``max_body_bytes``."""
         raw = self.request.body
+        if raw and len(raw) > self.max_body_bytes:
+            fail(413, f"request body of {len(raw)} bytes is over {self.max_body_bytes} bytes")
         try:
             data = json.loads(raw) if raw and raw.strip() else {}
         except ValueError as exc:

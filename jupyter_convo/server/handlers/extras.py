@@ -17,6 +17,8 @@ from ..skills import find_skills
 from .base import ConvoHandler, fail
 
 EXP_CONFIG_FILE = "exp_config.json"
+# A configuration is a few settings: a bigger body is refused (413), not written to disk.
+EXP_CONFIG_MAX_BYTES = 1024 * 1024
 
 
 class SkillsHandler(ConvoHandler):
@@ -56,6 +58,8 @@ def write_once(path: Path, data: dict[str, Any]) -> bool:
 
 class ExpConfigHandler(ConvoHandler):
     """``POST conversations/{id}/exp-config`` (write once: 409 after) and ``GET``."""
+
+    max_body_bytes = EXP_CONFIG_MAX_BYTES
 
     def _path(self, conversation_id: str) -> Path:
         return self.services.conversation_dir(conversation_id) / EXP_CONFIG_FILE
