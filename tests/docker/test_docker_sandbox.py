@@ -114,7 +114,8 @@ async def test_lifecycle_in_a_container(
     assert info.runtime_id == first_id
     assert (await container_of(engine, cid)).status == "running"
     await manager.send_event_to_conversation(cid, MessageInput(text="once more"))
-    await stream.wait_for(agent_says("third answer"), "the answer after the restart")
+    third = await stream.wait_for(agent_says("third answer"), "the answer after the restart")
+    await stream.wait_for(lambda e: awaiting_input(e) and e.id > third.id, "the agent idle")
     assert [e.id for e in read_log(data_dir, cid)] == [e.id for e in stream.logged()]
 
     # Delete: the container goes with the conversation.
