@@ -126,6 +126,15 @@ export const ConvoAPI = {
     return requestAPI<unknown>(one(id, 'notebook'));
   },
 
+  /** An export zip made into a new conversation of this user. */
+  importConversation(zip: Blob): Promise<IConversation> {
+    return requestAPI<IConversation>('conversations/import', {
+      method: 'POST',
+      body: zip,
+      headers: { 'Content-Type': 'application/zip' }
+    });
+  },
+
   getSettings(): Promise<IUserSettings> {
     return requestAPI<IUserSettings>('settings');
   }

@@ -41,7 +41,8 @@ export async function requestAPI<T>(
     throw new ServerConnection.NetworkError(error as TypeError);
   }
   const contentType = response.headers.get('Content-Type') ?? '';
-  const isJSON = contentType.includes('application/json');
+  // application/json, and JSON formats such as application/x-ipynb+json.
+  const isJSON = /[/+]json\b/.test(contentType);
   if (!response.ok) {
     let message = response.statusText || `HTTP ${response.status}`;
     if (isJSON) {

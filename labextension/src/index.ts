@@ -175,6 +175,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
         view.model.followStartTask(task);
         void listModel.refresh();
       },
+      onImport: async (file: File) => {
+        try {
+          const meta = await ConvoAPI.importConversation(file);
+          listModel.upsert(meta);
+          openConversation(meta.id);
+          void listModel.refresh();
+        } catch (error) {
+          void showErrorMessage(
+            'Could not import the conversation',
+            (error as Error).message ?? String(error)
+          );
+        }
+      },
       currentFolder: () => fileBrowser?.model.path ?? ''
     });
     shell.add(panel, 'left', { rank: 850 });
@@ -250,15 +263,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => {
         shell.activateById(panel.id);
         panel.showForm();
+        afterPalette(() => panel.form.focusTask());
       }
     });
     commands.addCommand(CommandIDs.search, {
       label: 'Search Conversations',
       execute: args => {
         shell.activateById(panel.id);
-        panel.focusSearch(
-          typeof args.query === 'string' ? args.query : undefined
-        );
+        const query = typeof args.query === 'string' ? args.query : undefined;
+        panel.focusSearch(query);
+        afterPalette(() => panel.focusSearch());
       }
     });
     commands.addCommand(CommandIDs.refresh, {
@@ -384,7 +398,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
         try {
           const blob = await ConvoAPI.exportConversation(id);
-          download(blob, `${slug(titleOf(id))}-${id.slice(0, 8)}.zip`);
+          download(blob, `${slug(titleOf(id))}.convo.zip`);
         } catch (error) {
           report(
             'Could not export the conversation',
@@ -585,6 +599,14 @@ type DocumentRegistryAddOptions = {
   ref?: string;
   mode?: 'tab-after' | 'split-right';
 };
+
+/**
+ * Run `focus` once the command palette that ran a command has closed: it gives the focus
+ * back to where it was right after the command starts.
+ */
+function afterPalette(focus: () => void): void {
+  window.setTimeout(focus, 0);
+}
 
 /** A path relative to the Jupyter root, or null when `absolute` is outside it. */
 export function rootRelative(absolute: string | null): string | null {

@@ -149,6 +149,16 @@ export interface IEvent extends IEventBase {
   completion_tokens?: number;
   cost?: number;
   latency?: number;
+  // replay_step / replay_summary
+  step?: number;
+  recorded_event_id?: number;
+  verdict?: 'reproduced' | 'diverged';
+  mode?: 'actions' | 'cassette';
+  steps?: number;
+  reproduced?: number;
+  diverged?: number;
+  skipped?: number;
+  diverged_steps?: number[];
 }
 
 export interface IPythonError {

@@ -87,6 +87,12 @@ class PanelDriver:
     def view(self, conversation_id: str) -> Locator:
         return self.page.locator(f"#{VIEW_PREFIX}{conversation_id}")
 
+    def activate_view(self, conversation_id: str) -> Locator:
+        """Click the view's tab in the main area."""
+        self.page.locator(f'.lm-TabBar-tab[data-id="{VIEW_PREFIX}{conversation_id}"]').click()
+        expect(self.view(conversation_id)).to_be_visible()
+        return self.view(conversation_id)
+
     def rows(self, conversation_id: str, kind: str | None = None) -> Locator:
         selector = ".jp-convo-row" + (f'[data-kind="{kind}"]' if kind else "")
         return self.view(conversation_id).locator(selector)

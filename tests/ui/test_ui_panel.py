@@ -7,7 +7,9 @@ arrive, so "streams in live" is observed, not assumed.
 
 from __future__ import annotations
 
+import re
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +171,7 @@ def test_layout_is_restored_on_reload(page: Any, lab: LabServer, ui_llm: Scripte
     page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=60_000)
     expect(ui.panel).to_be_visible(timeout=RUN_TIMEOUT)
     expect(page.locator(f'.lm-TabBar-tab[data-id="jp-convo-view-{cid}"]')).to_have_count(1)
-    ui.page.locator(f'.lm-TabBar-tab[data-id="jp-convo-view-{cid}"]').click()
+    ui.activate_view(cid)
     expect(ui.rows(cid, "message").last).to_contain_text("three columns", timeout=RUN_TIMEOUT)
 
 
@@ -221,3 +223,140 @@ def test_screenshots_light_and_dark(
     ui.set_theme(dark=False)
     for path in shots:
         assert path.stat().st_size > 5_000, path
+
+
+def test_reject_rename_stop_and_restart(page: Any, lab: LabServer, ui_llm: ScriptedLLM) -> None:
+    task = unique("Clean the temp folder")
+    ui_llm.add_script(
+        [
+            tool_call("terminal", {"command": "rm -rf ./tmp-data", "security_risk": "high"}),
+            reply("Understood, I leave it alone."),
+        ],
+        match=task,
+    )
+    ui = PanelDriver(page, lab)
+    cid = ui.new_conversation(task, confirm_actions=True)
+    confirm_bar = ui.view(cid).locator(".jp-convo-confirm")
+    expect(confirm_bar).to_be_visible(timeout=RUN_TIMEOUT)
+    confirm_bar.locator("button.jp-convo-reject-button").click()
+    expect(ui.rows(cid, "confirmation")).to_contain_text("Rejected action", timeout=RUN_TIMEOUT)
+    expect(ui.rows(cid, "command_output")).to_have_count(0)
+    expect(ui.rows(cid, "message").last).to_contain_text("I leave it alone", timeout=RUN_TIMEOUT)
+
+    # Rename: the dialog starts from the current title; view and list follow.
+    new_title = unique("Temp folder review")
+    ui.button(cid, "jp-convo-rename").click()
+    dialog = page.locator(".jp-Dialog")
+    title_box = dialog.locator("input")
+    expect(title_box).to_have_value(task)
+    title_box.fill(new_title)
+    dialog.locator("button.jp-mod-accept").click()
+    expect(ui.view(cid).locator(".jp-convo-view-title-text")).to_have_text(new_title)
+    ui.open_panel()
+    expect(ui.list_item(new_title)).to_have_count(1, timeout=RUN_TIMEOUT)
+    assert ui.api_get(f"conversations/{cid}").json()["title"] == new_title
+
+    # Stop, then restart: the runtime comes back and the history stays.
+    ui.button(cid, "jp-convo-stop").click()
+    ui.wait_for_state(cid, "stopped")
+    ui.button(cid, "jp-convo-restart").click()
+    expect(ui.button(cid, "jp-convo-stop")).to_be_enabled(timeout=RUN_TIMEOUT)
+    expect(ui.badge(cid)).not_to_have_text("stopped", timeout=RUN_TIMEOUT)
+    assert ui.api_get(f"conversations/{cid}").json()["status"] == "RUNNING"
+    expect(ui.rows(cid, "message").filter(has_text="I leave it alone")).to_have_count(1)
+
+
+def test_share_from_the_view(
+    page: Any, lab: LabServer, ui_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    """Open the workspace in the file browser, export, import the export, open as notebook."""
+    task = unique("Write shared notes")
+    notes = f"notes-{uuid.uuid4().hex[:6]}.md"
+    ui_llm.add_script(
+        [
+            tool_call(
+                "file_editor",
+                {"command": "create", "path": notes, "file_text": "shared\n"},
+            ),
+            reply("Notes written."),
+        ],
+        match=task,
+    )
+    ui = PanelDriver(page, lab)
+    ui.open_panel()
+    ui.panel.locator(".jp-convo-new").click()
+    ui.panel.locator(".jp-convo-use-folder").click()  # the file browser's folder: the root
+    expect(ui.panel.locator('input[name="workspace"]')).to_have_value(".")
+    ui.panel.locator(".jp-convo-cancel").click()
+    cid = ui.new_conversation(task, workspace=".")
+    expect(ui.rows(cid, "message").last).to_contain_text("Notes written.", timeout=RUN_TIMEOUT)
+    assert (lab.root / notes).read_text() == "shared\n"
+
+    ui.button(cid, "jp-convo-open-workspace").click()
+    browser_item = page.locator(".jp-DirListing-item", has_text=notes)
+    expect(browser_item).to_be_visible(timeout=RUN_TIMEOUT)
+
+    with page.expect_download() as download_info:
+        ui.button(cid, "jp-convo-export").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".convo.zip")
+    exported = tmp_path / download.suggested_filename
+    download.save_as(exported)
+    with zipfile.ZipFile(exported) as archive:
+        assert any(name.endswith("events.jsonl") for name in archive.namelist())
+
+    # Importing the export makes a new conversation with the same history.
+    ui.open_panel()
+    with page.expect_file_chooser() as chooser_info:
+        ui.panel.locator(".jp-convo-import").click()
+    chooser_info.value.set_files(str(exported))
+    imported = page.locator(".jp-convo-view").filter(
+        has=page.locator(".jp-convo-row", has_text="Notes written.")
+    )
+    expect(imported).to_have_count(2, timeout=RUN_TIMEOUT)
+    expect(ui.list_item(task)).to_have_count(2, timeout=RUN_TIMEOUT)
+
+    # Open as notebook: saved next to the files and opened.
+    ui.activate_view(cid).locator("button.jp-convo-open-notebook").click()
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(notebook).to_be_visible(timeout=RUN_TIMEOUT)
+    expect(notebook).to_contain_text("Notes written.", timeout=RUN_TIMEOUT)
+    assert list(lab.root.glob("*.ipynb")), "the notebook was not saved in the root folder"
+
+
+def test_keyboard_and_command_palette(page: Any, lab: LabServer, ui_llm: ScriptedLLM) -> None:
+    task = unique("Keyboard only task")
+    ui_llm.add_script([reply("Typed without a mouse.")], match=task)
+    ui = PanelDriver(page, lab)
+
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator(".lm-CommandPalette-input")
+    expect(palette).to_be_focused()
+    palette.fill("New Conversation")
+    page.keyboard.press("Enter")
+    task_box = ui.panel.locator(".jp-convo-task")
+    expect(task_box).to_be_focused()
+    page.keyboard.type(task)
+    page.keyboard.press("Control+Enter")
+    view = page.locator(".jp-convo-view").filter(has=page.locator(".jp-convo-row", has_text=task))
+    expect(view).to_have_count(1, timeout=RUN_TIMEOUT)
+    expect(view.locator(".jp-convo-message")).to_be_focused()
+    expect(view.locator(".jp-convo-row").last).to_contain_text(
+        "Typed without a mouse.", timeout=RUN_TIMEOUT
+    )
+
+    # Search from the palette, then move into the list with the arrow key and open with Enter.
+    view.locator(".jp-convo-message").press("Escape")
+    page.keyboard.press("Control+Shift+C")
+    expect(palette).to_be_focused()
+    palette.fill("Search Conversations")
+    page.keyboard.press("Enter")
+    search = ui.panel.locator(".jp-convo-search")
+    expect(search).to_be_focused()
+    page.keyboard.type(task.split()[-1])
+    expect(ui.list_items()).to_have_count(1, timeout=RUN_TIMEOUT)
+    page.keyboard.press("ArrowDown")
+    expect(ui.list_items().first).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(ui.list_items().first).to_have_class(re.compile("jp-mod-selected"))
+    expect(view.locator(".jp-convo-message")).to_be_focused()

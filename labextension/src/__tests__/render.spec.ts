@@ -3,7 +3,7 @@ import { Sanitizer } from '@jupyterlab/apputils/lib/sanitizer';
 
 import { hasRow, markAnswered, renderEvent } from '../render/events';
 import { preferredMime } from '../render/mime';
-import { clip, stripAnsi } from '../render/text';
+import { clip, outputLineCount, stripAnsi } from '../render/text';
 import { ev } from './fixtures';
 
 const sanitizer = new Sanitizer();
@@ -174,6 +174,38 @@ describe('rows', () => {
     ).toBe('a.py: no change');
   });
 
+  it('shows replay verdicts, with the diff of a diverged step', () => {
+    const diverged = render(
+      ev(20, 'replay_step', {
+        step: 2,
+        recorded_event_id: 7,
+        verdict: 'diverged',
+        diff: '--- recorded\n+++ replayed\n-3\n+4\n'
+      })
+    );
+    expect(diverged.className).toContain('jp-convo-error');
+    expect(diverged.querySelector('.jp-convo-label')?.textContent).toBe(
+      'Replay step 2: diverged (recorded action 7)'
+    );
+    expect(diverged.querySelector('.jp-convo-diff-add')?.textContent).toBe(
+      '+4'
+    );
+    const summary = render(
+      ev(21, 'replay_summary', {
+        mode: 'actions',
+        steps: 3,
+        reproduced: 2,
+        diverged: 1,
+        skipped: 0,
+        diverged_steps: [2]
+      })
+    );
+    expect(summary.className).toContain('jp-convo-error');
+    expect(summary.textContent).toBe(
+      'ReplayReplay (actions): 2 of 3 steps reproduced, 1 diverged, 0 skipped (steps 2)'
+    );
+  });
+
   it('labels file actions, confirmations, states, statuses and errors', () => {
     expect(
       render(ev(1, 'file_edit', { command: 'create', path: 'x.py' }))
@@ -217,6 +249,15 @@ describe('helpers', () => {
       'image/png'
     );
     expect(preferredMime({ 'application/json': {} })).toBeNull();
+  });
+
+  it("counts output lines like Python's rstrip('\\n').splitlines()", () => {
+    expect(outputLineCount('a\nb\n')).toBe(2);
+    expect(outputLineCount('a\nb\n\n\n')).toBe(2);
+    expect(outputLineCount('a\r\n')).toBe(1);
+    expect(outputLineCount('a\n\nb')).toBe(3);
+    expect(outputLineCount('')).toBe(1);
+    expect(outputLineCount('\n\n')).toBe(1);
   });
 
   it('clips long output and strips colour codes', () => {

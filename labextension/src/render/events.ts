@@ -15,6 +15,7 @@ import {
   FOLD_LINES,
   clip,
   lineCount,
+  outputLineCount,
   stripAnsi
 } from './text';
 
@@ -102,7 +103,7 @@ export function textBlock(
   if (!text) {
     return null;
   }
-  const lines = lineCount(text);
+  const lines = outputLineCount(text);
   return foldable(`${title} (${lines} lines)`, pre(text, className), lines);
 }
 
@@ -374,6 +375,34 @@ const RENDERERS: Record<string, Renderer> = {
       status === 'ERROR' ? 'jp-convo-error' : 'jp-convo-muted',
       e,
       `Runtime ${status}${message}`
+    );
+  },
+  replay_step: e => {
+    const verdict = String(e.verdict ?? '');
+    const head = `Replay step ${e.step}: ${verdict} (recorded action ${e.recorded_event_id})`;
+    return row(
+      verdict === 'diverged' ? 'jp-convo-error' : 'jp-convo-muted',
+      e,
+      label(head),
+      e.diff ? diffBlock(e.diff) : null
+    );
+  },
+  replay_summary: e => {
+    const diverged = Number(e.diverged ?? 0);
+    let text =
+      `Replay (${e.mode}): ${e.reproduced} of ${e.steps} steps reproduced, ` +
+      `${diverged} diverged, ${e.skipped} skipped`;
+    if (e.diverged_steps && e.diverged_steps.length) {
+      text += ` (steps ${e.diverged_steps.join(', ')})`;
+    }
+    if (e.message) {
+      text += `: ${e.message}`;
+    }
+    return row(
+      diverged ? 'jp-convo-error' : 'jp-convo-env',
+      e,
+      label('Replay'),
+      text
     );
   },
   error: e =>

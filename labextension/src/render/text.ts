@@ -26,7 +26,21 @@ export function clip(text: string, limit: number = MAX_OUTPUT_CHARS): string {
   return `${text.slice(0, limit)}\n... (${dropped} more characters)`;
 }
 
-/** Lines in `text` the way the notebook widget counts them (newlines + 1). */
+// Python's str.splitlines() boundaries.
+// eslint-disable-next-line no-control-regex
+const LINE_BREAKS = /\r\n|\r|\n|\v|\f|\x1c|\x1d|\x1e|\x85|\u2028|\u2029/;
+
+/** Lines of an output as the notebook widget counts them: a trailing newline ends the
+ * last line rather than starting another. */
+export function outputLineCount(text: string): number {
+  const parts = text.replace(/\n+$/, '').split(LINE_BREAKS);
+  if (parts[parts.length - 1] === '') {
+    parts.pop(); // splitlines() makes no empty last line
+  }
+  return parts.length || 1;
+}
+
+/** Lines in `text` the way the notebook widget counts source (newlines + 1). */
 export function lineCount(text: string): number {
   let count = 1;
   for (let i = 0; i < text.length; i++) {

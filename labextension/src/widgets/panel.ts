@@ -3,7 +3,11 @@
  * conversation list. While visible, the list's first page refreshes periodically; if the
  * server extension is missing, the panel says so and how to fix it.
  */
-import { refreshIcon, addIcon } from '@jupyterlab/ui-components';
+import {
+  addIcon,
+  fileUploadIcon,
+  refreshIcon
+} from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Panel, Widget } from '@lumino/widgets';
 
@@ -25,6 +29,7 @@ export class ConvoPanel extends Panel {
     this.title.caption = 'Conversations';
     this.model = options.model;
     this._defaults = options.defaults;
+    this._onImport = options.onImport;
     this.refreshInterval = options.refreshInterval ?? 5;
 
     this._header = new Widget({ node: this._headerNode() });
@@ -40,7 +45,7 @@ export class ConvoPanel extends Panel {
         this.form.setBusy(true);
         try {
           await options.onCreate(body);
-          this.hideForm();
+          this.form.hide(); // the new conversation's view has the focus now
         } catch (error) {
           this.form.setError(describeProblem(error).message);
         } finally {
@@ -160,6 +165,28 @@ export class ConvoPanel extends Panel {
       addIcon.element({ tag: 'span', className: 'jp-convo-button-icon' })
     );
     this._newButton.addEventListener('click', () => this.showForm());
+    const importButton = this._button(
+      '',
+      'jp-convo-import',
+      'Import a conversation (an export zip)'
+    );
+    importButton.append(
+      fileUploadIcon.element({ tag: 'span', className: 'jp-convo-button-icon' })
+    );
+    importButton.setAttribute('aria-label', 'Import a conversation');
+    const picker = document.createElement('input');
+    picker.type = 'file';
+    picker.accept = '.zip,application/zip';
+    picker.className = 'jp-convo-import-file';
+    picker.hidden = true;
+    picker.addEventListener('change', () => {
+      const file = picker.files?.[0];
+      picker.value = '';
+      if (file) {
+        void this._onImport(file);
+      }
+    });
+    importButton.addEventListener('click', () => picker.click());
     const refresh = this._button('', 'jp-convo-refresh', 'Refresh the list');
     refresh.append(
       refreshIcon.element({ tag: 'span', className: 'jp-convo-button-icon' })
@@ -170,7 +197,14 @@ export class ConvoPanel extends Panel {
       'div',
       '',
       h('h2', 'jp-convo-panel-title', 'Conversations'),
-      h('div', 'jp-convo-panel-buttons', this._newButton, refresh)
+      h(
+        'div',
+        'jp-convo-panel-buttons',
+        this._newButton,
+        importButton,
+        picker,
+        refresh
+      )
     );
   }
 
@@ -242,6 +276,7 @@ export class ConvoPanel extends Panel {
   }
 
   private _defaults: () => IFormDefaults;
+  private _onImport: (file: File) => Promise<void>;
   private _header: Widget;
   private _banner: Widget;
   private _search: HTMLInputElement;
@@ -258,6 +293,8 @@ export namespace ConvoPanel {
     /** Create the conversation; a rejection's message is shown in the form. */
     onCreate: (body: ICreateConversation) => Promise<void>;
     currentFolder: () => string;
+    /** Import an export zip (a conversation shared by someone). */
+    onImport: (file: File) => Promise<void>;
     refreshInterval?: number;
   }
 }
