@@ -502,6 +502,8 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         assert self._session is not None
+        # Small frames go out at once (Nagle would hold each until the last is ACKed).
+        self.set_nodelay(True)
         self._pump = asyncio.create_task(self._send_events(self._session))
 
     async def _send_events(self, session: ConversationSession) -> None:

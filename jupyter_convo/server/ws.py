@@ -124,6 +124,8 @@ class EventsWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     async def open(self, conversation_id: str) -> None:
         super().open()  # starts the keep-alive pings
+        # Small frames go out at once (Nagle would hold each until the last is ACKed).
+        self.set_nodelay(True)
         self._relay_task = asyncio.ensure_future(self._relay())
 
     async def _relay(self) -> None:
