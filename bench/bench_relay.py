@@ -45,6 +45,7 @@ LATENCY_TARGET = 2e-3
 RATE_TARGET = 10_000.0
 END_STATES = {"awaiting_user_input", "finished", "error", "stopped"}
 WAIT = 300.0
+PACE = 0.02  # seconds between LLM answers in the paced runs
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Received:
     last: float = 0.0
 
 
-def script(name: str, steps: int, calls: int) -> list[ScriptedResponse]:
+def script(name: str, steps: int, calls: int, delay: float = 0.0) -> list[ScriptedResponse]:
     """``steps`` answers of ``calls`` distinct think calls each, then a reply; the first
     answer waits for the gate ``name``."""
     answers: list[ScriptedResponse] = []
@@ -65,7 +66,7 @@ def script(name: str, steps: int, calls: int) -> list[ScriptedResponse]:
         thinks = [
             call("think", {"thought": f"{name} step {step} thought {n}"}) for n in range(calls)
         ]
-        answers.append(tool_calls(thinks, gate=name if step == 0 else None))
+        answers.append(tool_calls(thinks, gate=name if step == 0 else None, delay=delay))
     answers.append(reply("burst done"))
     return answers
 
@@ -118,10 +119,15 @@ async def catch_up(server: BenchServer, cid: str, last_id: int, count: int) -> f
 
 
 async def run_case(
-    server: BenchServer, http: httpx.AsyncClient, subscribers: int, steps: int, calls: int
+    server: BenchServer,
+    http: httpx.AsyncClient,
+    subscribers: int,
+    steps: int,
+    calls: int,
+    delay: float = 0.0,
 ) -> dict[str, object]:
     name = f"relay-bench-{subscribers}-{time.monotonic_ns()}"
-    server.llm.add_script(script(name, steps, calls), match=name)
+    server.llm.add_script(script(name, steps, calls, delay), match=name)
     updates = (
         await http.post(
             "conversations/stream-start",
@@ -185,6 +191,11 @@ async def main_async(args: argparse.Namespace) -> None:
                     await run_case(server, http, count, args.steps, args.calls)
                     for count in args.subscribers
                 ]
+                # Paced: one think per LLM answer every PACE s, far below saturation.
+                paced = [
+                    await run_case(server, http, count, args.paced_steps, 1, PACE)
+                    for count in args.subscribers
+                ]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"## Relay: runtime -> server -> WebSocket ({os.cpu_count()} CPUs, load {load}; "
@@ -196,6 +207,16 @@ async def main_async(args: argparse.Namespace) -> None:
         figures.append(
             Figure(
                 f"delivery latency, {n} subscriber(s), {result['events']:,} events each",
+                result["latencies"],  # type: ignore[arg-type]
+                "event",
+                LATENCY_TARGET,
+            )
+        )
+    for result in paced:
+        figures.append(
+            Figure(
+                f"paced delivery latency (an event pair every {PACE * 1000:.0f} ms), "
+                f"{result['subscribers']} subscriber(s)",
                 result["latencies"],  # type: ignore[arg-type]
                 "event",
                 LATENCY_TARGET,
@@ -231,9 +252,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 50])
     parser.add_argument("--steps", type=int, default=40, help="LLM answers per burst")
     parser.add_argument("--calls", type=int, default=100, help="think calls per answer")
+    parser.add_argument("--paced-steps", type=int, default=100, help="answers of a paced run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.steps, args.calls = 10, 50
+        args.steps, args.calls, args.paced_steps = 10, 50, 30
     started = time.perf_counter()
     asyncio.run(main_async(args))
     print(f"\nTotal bench time: {time.perf_counter() - started:.1f} s", file=sys.stderr)
