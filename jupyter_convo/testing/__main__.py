@@ -29,7 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m jupyter_convo.testing",
         description="Serve scripted OpenAI-compatible chat completions on 127.0.0.1.",
     )
-    parser.add_argument("--script", required=True, type=Path, help="JSON script file")
+    parser.add_argument(
+        "--script",
+        required=True,
+        type=Path,
+        action="append",
+        help="JSON script file; repeat to serve the scripts of several files",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--port-file", type=Path, help="write the port number here when ready")
@@ -37,14 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(message)s")
 
-    try:
-        script_file = load_script_file(args.script)
-    except (OSError, ValueError, ValidationError) as exc:
-        print(f"Cannot load script file {args.script}: {exc}", file=sys.stderr)
-        return 2
-
     llm = ScriptedLLM(host=args.host, port=args.port)
-    llm.load(script_file)
+    for path in args.script:
+        try:
+            llm.load(load_script_file(path))
+        except (OSError, ValueError, ValidationError) as exc:
+            print(f"Cannot load script file {path}: {exc}", file=sys.stderr)
+            return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

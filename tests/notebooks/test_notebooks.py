@@ -3,7 +3,7 @@
 The notebooks contain nothing test-specific: they find the server from the environment and
 the server finds its LLM from its own (``JUPYTER_CONVO_LLM_*``), so with a real provider
 configured the same notebooks talk to it. Here the server's LLM is the scripted one,
-answering from ``scripts/<notebook>.json`` (matched by the notebook's task text).
+answering from ``notebooks/demo_llm/<notebook>.json`` (matched by the notebook's task text).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from jupyter_convo.testing import ScriptedLLM, load_script_file
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+# The demo scripts ship next to the notebooks: scripts/lab.sh serves them when no LLM is set.
+SCRIPTS = Path(__file__).resolve().parents[2] / "notebooks" / "demo_llm"
 CELL_TIMEOUT = 180
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 

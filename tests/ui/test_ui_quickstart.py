@@ -3,7 +3,7 @@
 JupyterLab opens ``notebooks/quickstart.ipynb`` (the folder copied into its root) and
 runs every cell; the ipywidgets live view renders the conversation as it streams. The
 kernel finds the server by itself (its runtime dir); the agent's answers come from the
-notebook's script (``tests/notebooks/scripts/quickstart.json``). A screenshot is written
+notebook's script (``notebooks/demo_llm/quickstart.json``). A screenshot is written
 to ``test-output/ui/quickstart.png``.
 """
 
@@ -39,7 +39,7 @@ ALL_CELLS_RAN = """() => {
 def test_quickstart_shows_the_live_view(
     page: Any, lab: LabServer, ui_llm: ScriptedLLM, output_dir: Path
 ) -> None:
-    ui_llm.load(load_script_file(REPO / "tests" / "notebooks" / "scripts" / "quickstart.json"))
+    ui_llm.load(load_script_file(REPO / "notebooks" / "demo_llm" / "quickstart.json"))
     shutil.copytree(REPO / "notebooks", lab.root, dirs_exist_ok=True)  # with its runs/
 
     page.goto(lab.lab_url("lab/tree/quickstart.ipynb"))
