@@ -102,9 +102,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const { commands, shell } = app;
     const settings: IConvoSettings = { ...DEFAULT_SETTINGS };
     const htmlSanitizer = sanitizer ?? new Sanitizer();
-    const registry = new ConversationRegistry({
-      pageSize: settings.eventPageSize
-    });
+    // Read by each model the registry makes, so a settings change applies to views
+    // opened afterwards.
+    const modelOptions = { pageSize: settings.eventPageSize };
+    const registry = new ConversationRegistry(modelOptions);
     const listModel = new ConversationListModel({
       pageSize: settings.pageSize
     });
@@ -577,6 +578,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         );
         panel.refreshInterval = settings.refreshInterval;
         listModel.pageSize = settings.pageSize;
+        modelOptions.pageSize = settings.eventPageSize;
       };
       void Promise.all([settingRegistry.load(PLUGIN_ID), app.restored])
         .then(([loaded]) => {

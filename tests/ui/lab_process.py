@@ -27,12 +27,15 @@ from jupyter_convo.testing import TEST_API_KEY
 READY_TIMEOUT = 90.0
 EXIT_TIMEOUT = 20.0
 URL_LINE = re.compile(r"(http://127\.0\.0\.1:\d+/)")
-# JupyterLab's own settings for the tests: no question about news, no update check.
+# User settings for the tests: JupyterLab asks no question about news and checks for no
+# update; the panel fetches small pages (so lists of a few conversations are paged).
+PAGE_SIZE = 3
 USER_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "fetchNews": "false",
         "checkForUpdates": False,
     },
+    "jupyter-convo/plugin.jupyterlab-settings": {"pageSize": PAGE_SIZE},
 }
 
 

@@ -13,8 +13,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from lab_process import LabServer
+from lab_process import PAGE_SIZE, LabServer
 from panel_driver import RUN_TIMEOUT, PanelDriver
 from playwright.sync_api import expect
 
@@ -360,3 +361,44 @@ def test_keyboard_and_command_palette(page: Any, lab: LabServer, ui_llm: Scripte
     page.keyboard.press("Enter")
     expect(ui.list_items().first).to_have_class(re.compile("jp-mod-selected"))
     expect(view.locator(".jp-convo-message")).to_be_focused()
+
+
+def test_list_pages_through_many_conversations(
+    page: Any, lab: LabServer, ui_llm: ScriptedLLM
+) -> None:
+    """More conversations than a page (the tests' pageSize setting is 3): the list fetches
+    page after page as it scrolls, and search pages too."""
+    task = unique("Paged history")
+    ui_llm.add_script([reply("Paged answer.")], match=task)
+    ui = PanelDriver(page, lab)
+    cid = ui.new_conversation(task)
+    expect(ui.rows(cid, "message").last).to_contain_text("Paged answer.", timeout=RUN_TIMEOUT)
+    export = httpx.get(lab.api_url(f"conversations/{cid}/export"), headers=lab.headers, timeout=30)
+    assert export.status_code == 200, export.text
+    copies = 2 * PAGE_SIZE + 2
+    for _ in range(copies - 1):  # imports start no runtime: cheap conversations
+        imported = httpx.post(
+            lab.api_url("conversations/import"),
+            headers={**lab.headers, "Content-Type": "application/zip"},
+            content=export.content,
+            timeout=30,
+        )
+        assert imported.status_code == 201, imported.text
+
+    searches: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            searches.append(request.url)
+            if "/api/convo/conversations/search" in request.url
+            else None
+        ),
+    )
+    ui.open_panel()
+    ui.search(task.split()[-1])
+    expect(ui.list_item(task)).to_have_count(copies, timeout=RUN_TIMEOUT)
+    ui.list_items().last.scroll_into_view_if_needed()
+    expect(ui.panel.locator(".jp-convo-more")).to_have_count(0)
+    paged = [url for url in searches if "page_id=" in url]
+    assert len(paged) >= 2, searches  # 8 rows at 3 a page: two more pages after the first
+    assert all(f"limit={PAGE_SIZE}" in url for url in searches), searches

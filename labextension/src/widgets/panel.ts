@@ -94,7 +94,16 @@ export class ConvoPanel extends Panel {
   readonly form: NewConversationForm;
   readonly list: ConversationListWidget;
   /** Seconds between refreshes of the first page while the panel is visible (0: never). */
-  refreshInterval: number;
+  get refreshInterval(): number {
+    return this._refreshInterval;
+  }
+
+  set refreshInterval(seconds: number) {
+    this._refreshInterval = seconds;
+    if (this.isVisible) {
+      this._startPolling();
+    }
+  }
 
   /** Open the form (defaults restored) and put the cursor in the task. */
   showForm(): void {
@@ -259,12 +268,12 @@ export class ConvoPanel extends Panel {
 
   private _startPolling(): void {
     this._stopPolling();
-    if (this.refreshInterval > 0) {
+    if (this._refreshInterval > 0) {
       this._pollTimer = window.setInterval(() => {
         if (this.isVisible && !this.model.problem?.missingExtension) {
           void this.model.refresh();
         }
-      }, this.refreshInterval * 1000);
+      }, this._refreshInterval * 1000);
     }
   }
 
@@ -276,6 +285,7 @@ export class ConvoPanel extends Panel {
   }
 
   private _defaults: () => IFormDefaults;
+  private _refreshInterval = 5;
   private _onImport: (file: File) => Promise<void>;
   private _header: Widget;
   private _banner: Widget;
