@@ -13,8 +13,8 @@ import html
 import os
 import shlex
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -23,6 +23,14 @@ from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode
 if TYPE_CHECKING:  # the client (httpx) loads on first use: %load_ext stays fast
     from ..client import ConvoClient
     from .conversation import Conversation
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _named_cell_magic(name: str) -> Callable[[_F], _F]:
+    """``cell_magic(name)`` with one type across IPython 8 (untyped) and 9 (a union)."""
+    return cast("Callable[[_F], _F]", cell_magic(name))
+
 
 USAGE = """\
 %convo start "task" [--model M] [--sandbox process|docker] [--workspace DIR] [--confirm]
@@ -352,7 +360,7 @@ class ConvoMagics(Magics):
         handler = getattr(self, f"_cmd_{args.command}")
         return self._run(handler, args)
 
-    @cell_magic("convo")
+    @_named_cell_magic("convo")
     def convo_cell(self, line: str, cell: str) -> Any:
         """The cell body is a message: to conversation ID, else a new conversation.
 
