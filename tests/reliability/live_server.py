@@ -15,9 +15,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +151,7 @@ class LiveServer:
             tail = self.log_text()[-8000:]
             raise RuntimeError(f"jupyter server not ready within {READY_TIMEOUT} s; log:\n{tail}")
         self.url = found[0]
+        wait_listening(self.port, READY_TIMEOUT)
         return self
 
     def kill(self) -> int | None:
@@ -179,6 +182,22 @@ class LiveServer:
                 if group > 0 and group != os.getpgrp():
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(group, signal.SIGKILL)
+
+
+def wait_listening(port: int, timeout: float) -> None:
+    """Until 127.0.0.1:``port`` accepts connections. The server logs its URL before it
+    binds (the bind is queued on its event loop), so the URL line alone is not enough.
+    A bounded check of the condition, every 10 ms; fails loudly after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port} after {timeout} s") from None
+            pause.wait(0.01)
 
 
 def _pump(stream: Any, log_path: Path, found: list[str], ready: threading.Event) -> None:
