@@ -15,9 +15,11 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +137,23 @@ def bench_server(
                     f"jupyter server not ready; log:\n{log_path.read_text()[-4000:]}"
                 )
             server.url = found[0]
+            _wait_listening(int(server.url.rsplit(":", 1)[1].strip("/")))
             yield server
         finally:
             _stop(server)
+
+
+def _wait_listening(port: int) -> None:
+    """The server logs its URL before it binds: wait (bounded) until it accepts."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _stop(server: BenchServer) -> None:
