@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import tornado.web
@@ -41,6 +41,8 @@ M = TypeVar("M", bound=BaseModel)
 ZIP_CHUNK_BYTES = 256 * 1024
 # Events read per batch when a WebSocket client catches up on stored events.
 WS_BATCH = 500
+# Bytes a live stream may have waiting in its write buffer and still write directly.
+DIRECT_WRITE_BUFFER = 1024 * 1024
 # Bytes of a refused upload read (and dropped) before answering; beyond, the answer comes
 # at once and the connection is closed.
 REFUSED_BODY_CEILING = 1024 * 1024
@@ -473,12 +475,24 @@ class WorkspaceZipHandler(WorkspaceHandler):
 
 
 class EventStreamHandler(tornado.websocket.WebSocketHandler):
-    """Stored events after ``after_id``, then live ones; accepts ``UserInput`` frames."""
+    """Stored events after ``after_id``, then live ones; accepts ``UserInput`` frames.
+
+    Live events are written from the log's subscriber callback, in the append itself, when
+    that happens on the event loop's thread and the socket keeps up: the frame leaves at
+    once, not when the agent next gives the loop a turn (found by bench/bench_relay.py:
+    ~8 ms per event in the runtime before). Otherwise (a catch-up, an append from another
+    thread, a slow reader with a full write buffer) the pump task reads the log and awaits
+    each write, as a reader of the log would.
+    """
 
     def initialize(self) -> None:
         self._pump: asyncio.Task[None] | None = None
         self._session: ConversationSession | None = None
         self._after_id = -1
+        self._direct = False
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._unsubscribe: Callable[[], None] | None = None
 
     def prepare(self) -> None:
         check_key(self)
@@ -504,28 +518,63 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
         assert self._session is not None
         # Small frames go out at once (Nagle would hold each until the last is ACKed).
         self.set_nodelay(True)
+        self._unsubscribe = self._session.log.subscribe(self._on_logged)
         self._pump = asyncio.create_task(self._send_events(self._session))
 
+    def _on_logged(self, event: Event) -> None:
+        """The log's subscriber (called in the appending thread, under the log's lock)."""
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop and self._direct and event.id == self._after_id + 1 and self._keeps_up():
+            try:
+                sent = self.write_message(event_to_json(event))
+            except tornado.websocket.WebSocketClosedError:
+                self._direct = False
+                return
+            sent.add_done_callback(_consume_error)
+            self._after_id = event.id
+            return
+        self._direct = False
+        if on_loop:
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _keeps_up(self) -> bool:
+        connection = self.ws_connection
+        stream = getattr(connection, "stream", None)
+        buffered = getattr(stream, "_write_buffer_size", 0)
+        return isinstance(buffered, int) and buffered < DIRECT_WRITE_BUFFER
+
     async def _send_events(self, session: ConversationSession) -> None:
-        after_id = self._after_id
         try:
             with session.subscriber():
                 while True:
-                    batch = session.log.read(after_id=after_id, limit=WS_BATCH)
+                    self._wake.clear()
+                    batch = session.log.read(after_id=self._after_id, limit=WS_BATCH)
                     for event in batch:
                         await self.write_message(event_to_json(event))
-                        after_id = event.id
+                        self._after_id = event.id
                     if batch:
                         continue
                     if session.closing.is_set():
                         break
-                    await _first_of(session.log.wait(after_id), session.closing.wait())
+                    # Caught up: live events go out from the log's callback from now on.
+                    self._direct = True
+                    await _first_of(self._wake.wait(), session.closing.wait())
+                    self._direct = False
         except tornado.websocket.WebSocketClosedError:
             return
         except Exception:
             log.exception("event stream of %s failed", session.conversation_id)
             self.close(1011, "event stream failed")
             return
+        finally:
+            self._direct = False
+            if self._unsubscribe is not None:
+                self._unsubscribe()
         self.close(1001, "conversation stopped")
 
     async def on_message(self, message: str | bytes) -> None:
@@ -550,8 +599,15 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
             await self.write_message(json.dumps({"error": text, "status": status}))
 
     def on_close(self) -> None:
+        self._direct = False
         if self._pump is not None and not self._pump.done():
             self._pump.cancel()
+
+
+def _consume_error(future: asyncio.Future[None]) -> None:
+    """A frame written without waiting: a closed socket is noticed by the pump."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _first_of(*awaitables: Any) -> None:
