@@ -46,20 +46,8 @@ export const ConvoAPI = {
     );
   },
 
-  async countConversations(titleContains?: string): Promise<number> {
-    const answer = await requestAPI<{ count: number }>(
-      'conversations/count' + query({ title__contains: titleContains })
-    );
-    return answer.count;
-  },
-
   getConversation(id: string): Promise<IConversation> {
     return requestAPI<IConversation>(one(id));
-  },
-
-  getConversations(ids: string[]): Promise<(IConversation | null)[]> {
-    const q = ids.map(id => `ids=${encodeURIComponent(id)}`).join('&');
-    return requestAPI<(IConversation | null)[]>(`conversations?${q}`);
   },
 
   createConversation(body: ICreateConversation): Promise<IStartTask> {

@@ -211,19 +211,9 @@ export class ConversationModel implements IDisposable {
     this._applyMetadata(meta.status, meta.agent_state);
   }
 
-  async restart(): Promise<void> {
-    await ConvoAPI.startConversation(this.id);
-    this._reconnectSoon(0);
-  }
-
   async rename(title: string): Promise<void> {
     const meta = await ConvoAPI.renameConversation(this.id, title);
     this._setState({ ...this._state, title: meta.title });
-  }
-
-  async remove(): Promise<void> {
-    await ConvoAPI.deleteConversation(this.id);
-    this._markDeleted();
   }
 
   dispose(): void {
@@ -275,15 +265,16 @@ export class ConversationModel implements IDisposable {
     };
   }
 
-  private _reconnectSoon(delay?: number): void {
+  private _reconnectSoon(): void {
     if (this._isDisposed || this._state.deleted) {
       return;
     }
     this._closeSocket();
     this._setConnection('reconnecting');
-    const wait =
-      delay ??
-      Math.min(MAX_RECONNECT_MS, 500 * 2 ** Math.min(this._attempts, 5));
+    const wait = Math.min(
+      MAX_RECONNECT_MS,
+      500 * 2 ** Math.min(this._attempts, 5)
+    );
     this._attempts++;
     if (this._reconnectTimer) {
       window.clearTimeout(this._reconnectTimer);
