@@ -1,8 +1,8 @@
 """Normalise observations so a replayed step can be compared with its recorded twin.
 
 A re-run never matches byte for byte: timestamps, temporary paths, the workspace's location,
-memory addresses (``<object at 0x7f...>``) and durations change between runs while the work
-is the same. Both observations go through the same rewriting, then through a line-based
+memory addresses (``<object at 0x7f...>``), durations and the layout of Python tracebacks
+change between runs and versions while the work is the same. Both observations go through the same rewriting, then through a line-based
 rendering, and the unified diff of the two renderings is the step's verdict: empty means
 reproduced.
 """
@@ -87,6 +87,11 @@ def normalize_observation(
     if event is None:
         return None
     data = event.model_dump(mode="json", exclude=set(IGNORED_FIELDS))
+    error = data.get("error")
+    if isinstance(error, dict) and "traceback" in error:
+        # IPython lays tracebacks out differently from version to version (frame headers,
+        # arrows, context lines): the exception's name and value say what happened.
+        error["traceback"] = "<traceback>" if error["traceback"] else []
     normalized = normalize_value(data, roots)
     assert isinstance(normalized, dict)
     return normalized

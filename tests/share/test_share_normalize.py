@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyter_convo.events.schema import CommandOutputEvent, PythonOutputEvent
+from jupyter_convo.events.schema import CommandOutputEvent, PythonError, PythonOutputEvent
 from jupyter_convo.share.normalize import (
     WORKSPACE,
     normalize_text,
@@ -84,3 +84,21 @@ def test_rebase_points_recorded_paths_at_the_new_workspace() -> None:
     text = f"cat {RUN_A}/sales.csv > {RUN_A}/out.txt"
     assert rebase_text(text, [RUN_A], "/new/ws") == "cat /new/ws/sales.csv > /new/ws/out.txt"
     assert rebase_text("cat sales.csv", [RUN_A], "/new/ws") == "cat sales.csv"
+
+
+def test_a_traceback_laid_out_by_another_ipython_still_reproduces() -> None:
+    def failure(ename: str, traceback: list[str]) -> PythonOutputEvent:
+        error = PythonError(ename=ename, evalue="could not convert 'x'", traceback=traceback)
+        return PythonOutputEvent(id=3, error=error)
+
+    ipython8 = ["ValueError    Traceback (most recent call last)", "----> 9 float(x)"]
+    ipython9 = [
+        "ValueError    Traceback (most recent call last)",
+        "Cell In[2], line 9",
+        "  9 float(x)",
+    ]
+    assert observation_diff(failure("ValueError", ipython8), failure("ValueError", ipython9)) == ""
+    assert "TypeError" in observation_diff(
+        failure("ValueError", ipython8), failure("TypeError", ipython8)
+    )
+    assert observation_diff(failure("ValueError", ipython8), failure("ValueError", []))
