@@ -2,9 +2,9 @@
 
 A re-run never matches byte for byte: timestamps, temporary paths, the workspace's location,
 memory addresses (``<object at 0x7f...>``), durations and the layout of Python tracebacks
-change between runs and versions while the work is the same. Both observations go through the same rewriting, then through a line-based
-rendering, and the unified diff of the two renderings is the step's verdict: empty means
-reproduced.
+change between runs and versions while the work is the same. Both observations go through
+the same rewriting, then through a line-based rendering, and the unified diff of the two
+renderings is the step's verdict: empty means reproduced.
 """
 
 from __future__ import annotations
