@@ -3,11 +3,7 @@
  * conversation list. While visible, the list's first page refreshes periodically; if the
  * server extension is missing, the panel says so and how to fix it.
  */
-import {
-  addIcon,
-  fileUploadIcon,
-  refreshIcon
-} from '@jupyterlab/ui-components';
+import { fileUploadIcon, refreshIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Panel, Widget } from '@lumino/widgets';
 
@@ -169,9 +165,6 @@ export class ConvoPanel extends Panel {
       'New',
       'jp-convo-new',
       'Start a new conversation'
-    );
-    this._newButton.prepend(
-      addIcon.element({ tag: 'span', className: 'jp-convo-button-icon' })
     );
     this._newButton.addEventListener('click', () => this.showForm());
     const importButton = this._button(
