@@ -106,7 +106,7 @@ def runtime_pid(manager: NestedConversationManager, cid: str) -> int:
     return int(record["pid"])
 
 
-def table(title: str, rows: list[dict[str, float]]) -> str:
+def table(title: str, rows: list[dict[str, float]], case: str) -> str:
     lines = [
         f"{title}\n",
         "| measure (MB) | median | p95 | target | meets target |",
@@ -120,10 +120,12 @@ def table(title: str, rows: list[dict[str, float]]) -> str:
     ):
         values = [row[key] for row in rows]
         median = statistics.median(values)
-        target = f"{TARGET_MB:.0f}" if key == "rss" else "-"
-        meets = ("yes" if median <= TARGET_MB else "NO") if key == "rss" else "-"
+        targeted = key == "rss" and case == "idle"  # the target is for an idle runtime
+        target = f"{TARGET_MB:.0f}" if targeted else "-"
+        meets = ("yes" if median <= TARGET_MB else "NO") if targeted else "-"
         lines.append(
-            f"| {label} | {median:.1f} | {percentile(values, 95):.1f} | {target} | {meets} |"
+            f"| {label}, {case} | {median:.1f} | {percentile(values, 95):.1f} | {target} "
+            f"| {meets} |"
         )
     processes = sorted({int(row["processes"]) for row in rows})
     lines.append(f"\nprocesses per runtime tree: {processes}")
@@ -159,9 +161,15 @@ async def main_async(args: argparse.Namespace) -> None:
         finally:
             await manager.shutdown()
     print(f"## Runtime memory ({args.conversations} idle conversations, process sandbox)\n")
-    print(table("Idle: bound, answered one message, waiting for the user", idle))
+    print(table("Idle: bound, answered one message, waiting for the user", idle, "idle"))
     print()
-    print(table("The same after one python tool call (a Jupyter kernel child)", with_kernel))
+    print(
+        table(
+            "The same after one python tool call (a Jupyter kernel child)",
+            with_kernel,
+            "with a kernel",
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
