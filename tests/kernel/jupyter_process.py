@@ -3,7 +3,8 @@
 The kernel side reaches the server only over HTTP/WebSocket, as in a notebook, so the tests
 run ``python -m jupyter_server`` with the extension, a token and private data/runtime dirs,
 and the LLM settings in its environment (the scripted LLM's URL). Readiness is the line the
-server logs with its URL, read from its stderr by a thread that also keeps the log.
+server logs with its URL, read from its stderr by a thread that also keeps the log, and
+then the port accepting connections (the server logs its URL before it binds).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +164,28 @@ def start_jupyter_server(
             f"jupyter server not ready within {READY_TIMEOUT} s; log:\n{server.log_text()}"
         )
     server.url = found[0]
+    try:
+        _wait_listening(server.url, READY_TIMEOUT)
+    except RuntimeError as exc:
+        server.stop()
+        raise RuntimeError(f"{exc}; log:\n{server.log_text()}") from None
     return server
+
+
+def _wait_listening(url: str, timeout: float) -> None:
+    """Until the server at ``url`` accepts connections: it logs its URL before it binds
+    (the bind is queued on its event loop). A bounded retry every 10 ms; fails loudly."""
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port} after {timeout} s") from None
+            pause.wait(0.01)
 
 
 @contextlib.contextmanager
