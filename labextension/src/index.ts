@@ -440,6 +440,37 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+    commands.addCommand(CommandIDs.replay, {
+      label: args =>
+        args.mode === 'cassette'
+          ? 'Replay Conversation (Recorded LLM Answers)'
+          : 'Replay Conversation',
+      caption:
+        'Re-run every recorded step in a fresh runtime and mark each one reproduced or diverged',
+      isEnabled: hasTarget,
+      execute: async args => {
+        const id = targetId(args);
+        if (!id) {
+          return;
+        }
+        const mode = args.mode === 'cassette' ? 'cassette' : 'actions';
+        try {
+          const task = await ConvoAPI.createConversation({
+            title: `Replay of ${titleOf(id)}`,
+            replay: { source_conversation_id: id, mode }
+          });
+          const replayId = task.conversation_id;
+          if (!replayId) {
+            throw new Error('the server did not name the replay');
+          }
+          registry.watch(replayId, true);
+          openConversation(replayId).model.followStartTask(task);
+          void listModel.refresh();
+        } catch (error) {
+          report('Could not replay the conversation', id, error);
+        }
+      }
+    });
     commands.addCommand(CommandIDs.openNotebook, {
       label: 'Open Conversation as Notebook',
       caption:
@@ -516,6 +547,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         CommandIDs.exportZip,
         CommandIDs.openWorkspace,
         CommandIDs.openNotebook,
+        CommandIDs.replay,
         CommandIDs.confirm,
         CommandIDs.reject
       ]) {

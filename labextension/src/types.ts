@@ -76,6 +76,15 @@ export interface ICreateConversation {
   sandbox?: 'process' | 'docker';
   confirmation_mode?: boolean;
   trigger?: string;
+  /** Replay one of the user's conversations step by step into the new one. */
+  replay?: IReplayOptions;
+}
+
+/** `replay` of `POST conversations`: re-run the recorded actions (no LLM), or the
+ * agent itself with its answers served from the recording (cassette). */
+export interface IReplayOptions {
+  source_conversation_id: string;
+  mode: 'actions' | 'cassette';
 }
 
 /** `GET settings`: the user's display settings (never a secret value). */

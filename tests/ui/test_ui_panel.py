@@ -324,6 +324,14 @@ def test_share_from_the_view(
     expect(notebook).to_contain_text("Notes written.", timeout=RUN_TIMEOUT)
     assert list(lab.root.glob("*.ipynb")), "the notebook was not saved in the root folder"
 
+    # Replay: a new conversation re-runs the recorded step and reports it reproduced.
+    ui.activate_view(cid).locator("button.jp-convo-replay").click()
+    summary = page.locator(
+        '.jp-convo-view .jp-convo-row[data-kind="replay_summary"]',
+        has_text="1 of 1 steps reproduced, 0 diverged",
+    )
+    expect(summary).to_have_count(1, timeout=RUN_TIMEOUT)
+
 
 def test_keyboard_and_command_palette(page: Any, lab: LabServer, ui_llm: ScriptedLLM) -> None:
     task = unique("Keyboard only task")

@@ -24,6 +24,7 @@ export const ViewCommands = {
   exportZip: 'convo:export',
   openWorkspace: 'convo:open-workspace',
   openNotebook: 'convo:open-notebook',
+  replay: 'convo:replay',
   confirm: 'convo:confirm',
   reject: 'convo:reject'
 } as const;
@@ -64,7 +65,8 @@ export class ConversationView extends Widget {
       ['Delete', ViewCommands.remove, 'jp-convo-delete'],
       ['Export', ViewCommands.exportZip, 'jp-convo-export'],
       ['Open workspace', ViewCommands.openWorkspace, 'jp-convo-open-workspace'],
-      ['Open as notebook', ViewCommands.openNotebook, 'jp-convo-open-notebook']
+      ['Open as notebook', ViewCommands.openNotebook, 'jp-convo-open-notebook'],
+      ['Replay', ViewCommands.replay, 'jp-convo-replay']
     ] as const) {
       this._actions.appendChild(this._commandButton(label, command, css));
     }
