@@ -2,9 +2,9 @@
 
 ``bench_server(tmp)`` starts ``python -m jupyter_server`` with the extension (token auth,
 private data and runtime dirs, other extensions off) pointed at a started ``ScriptedLLM``,
-waits for the URL line on its stderr and yields a ``BenchServer``; on exit it stops the
-server and kills any runtime left. Figures from here include every real hop: HTTP,
-WebSocket, the relay, the runtime process.
+waits (``jupyter_convo.testing.jupyter_server``) until it accepts connections and yields a
+``BenchServer``; on exit it stops the server and kills any runtime left. Figures from here
+include every real hop: HTTP, WebSocket, the relay, the runtime process.
 """
 
 from __future__ import annotations
@@ -12,24 +12,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
-import signal
-import socket
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from jupyter_convo.testing import TEST_API_KEY, ScriptedLLM
+from jupyter_convo.testing.jupyter_server import (
+    QUIET_EXTENSIONS,
+    kill_runtimes,
+    start_server,
+    stop_process,
+)
 
-URL_LINE = re.compile(r"(http://127\.0\.0\.1:\d+/)")
-QUIET_EXTENSIONS = ("jupyterlab", "jupyter_lsp", "notebook_shim", "jupyter_server_terminals")
 READY_TIMEOUT = 60.0
+EXIT_TIMEOUT = 30.0
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -63,18 +61,6 @@ class BenchServer:
         return pids
 
 
-def _pump(stream: Any, log_path: Path, found: list[str], ready: threading.Event) -> None:
-    with log_path.open("ab") as log:
-        for raw in iter(stream.readline, b""):
-            log.write(raw)
-            if not found:
-                match = URL_LINE.search(raw.decode(errors="replace"))
-                if match:
-                    found.append(match.group(1))
-                    ready.set()
-    ready.set()
-
-
 @contextlib.contextmanager
 def bench_server(
     base: Path, config: Mapping[str, object] | None = None, *, stream_chunk_chars: int = 8
@@ -101,13 +87,7 @@ def bench_server(
             ),
         }
         args = [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--no-browser",
             "--ServerApp.allow_root=True",
-            "--ServerApp.ip=127.0.0.1",
-            "--ServerApp.port=0",
             f"--ServerApp.token={token}",
             f"--ServerApp.root_dir={root}",
             "--ServerApp.jpserver_extensions=" + repr(enabled),
@@ -116,54 +96,12 @@ def bench_server(
         ]
         args += [f"--ConvoExtension.{name}={value}" for name, value in (config or {}).items()]
         log_path = base / "jupyter-server.log"
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(root),
-            start_new_session=True,
+        started = start_server(
+            args, env=env, cwd=root, log_path=log_path, ready_timeout=READY_TIMEOUT
         )
-        found: list[str] = []
-        ready = threading.Event()
-        threading.Thread(
-            target=_pump, args=(proc.stderr, log_path, found, ready), daemon=True
-        ).start()
-        server = BenchServer(proc, "", token, data_dir, log_path, llm)
+        server = BenchServer(started.proc, started.url, token, data_dir, log_path, llm)
         try:
-            if not ready.wait(READY_TIMEOUT) or not found:
-                raise RuntimeError(
-                    f"jupyter server not ready; log:\n{log_path.read_text()[-4000:]}"
-                )
-            server.url = found[0]
-            _wait_listening(int(server.url.rsplit(":", 1)[1].strip("/")))
             yield server
         finally:
-            _stop(server)
-
-
-def _wait_listening(port: int) -> None:
-    """The server logs its URL before it binds: wait (bounded) until it accepts."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            return
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _stop(server: BenchServer) -> None:
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.proc.pid, signal.SIGKILL)
-            server.proc.wait(timeout=30)
-    for pid in server.runtime_pids().values():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+            stop_process(server.proc, EXIT_TIMEOUT)
+            kill_runtimes(data_dir)

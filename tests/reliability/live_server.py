@@ -4,22 +4,16 @@ Unlike the pytest-jupyter server of ``tests/server``, this one is a separate pro
 can be killed with SIGKILL and started again on the same data directory, slow or hostile
 clients reach it over a real socket, and its log file can be scanned for secrets.
 
-Readiness is the line the server logs with its URL (read from stderr by a thread that
-also keeps the log); the users are the two of ``two_users.py``.
+Starting, waiting until it accepts connections and stopping are
+``jupyter_convo.testing.jupyter_server``'s; the users are the two of ``two_users.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import signal
-import socket
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +21,19 @@ from typing import Any
 
 import httpx
 
+from jupyter_convo.testing.jupyter_server import (
+    QUIET_EXTENSIONS,
+    kill_runtimes,
+    start_server,
+    stop_process,
+    url_port,
+)
+
 HERE = Path(__file__).resolve().parent
 # The tree these tests belong to comes first on the server's path, whatever install is active.
 REPO = HERE.parents[1]
 READY_TIMEOUT = 60.0
 EXIT_TIMEOUT = 30.0
-URL_LINE = re.compile(r"(http://127\.0\.0\.1:(\d+)/)")
-QUIET_EXTENSIONS = ("jupyterlab", "jupyter_lsp", "notebook_shim", "jupyter_server_terminals")
 ALICE = {"Authorization": "token alice-token"}
 BOB = {"Authorization": "token bob-token"}
 TEST_API_KEY = "test-key-not-secret"
@@ -65,9 +65,7 @@ class LiveServer:
 
     @property
     def port(self) -> int:
-        match = URL_LINE.search(self.url)
-        assert match, self.url
-        return int(match.group(2))
+        return url_port(self.url)
 
     @property
     def api(self) -> str:
@@ -113,13 +111,7 @@ class LiveServer:
         for name in ("JUPYTER_CONVO_URL", "JUPYTER_CONVO_TOKEN"):
             env.pop(name, None)
         args = [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--no-browser",
             "--ServerApp.allow_root=True",
-            "--ServerApp.ip=127.0.0.1",
-            "--ServerApp.port=0",
             "--ServerApp.allow_unauthenticated_access=False",
             "--ServerApp.identity_provider_class=two_users.TwoUsersIdentityProvider",
             f"--ServerApp.root_dir={self.root}",
@@ -131,27 +123,11 @@ class LiveServer:
             args.append(f"--ConvoExtension.{name}={value}")
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start {self.starts + 1}\n".encode())
-        self.proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(self.root),
-            start_new_session=True,
-        )
         self.starts += 1
-        found: list[str] = []
-        ready = threading.Event()
-        threading.Thread(
-            target=_pump, args=(self.proc.stderr, self.log_path, found, ready), daemon=True
-        ).start()
-        if not ready.wait(READY_TIMEOUT) or not found:
-            self.kill()
-            tail = self.log_text()[-8000:]
-            raise RuntimeError(f"jupyter server not ready within {READY_TIMEOUT} s; log:\n{tail}")
-        self.url = found[0]
-        wait_listening(self.port, READY_TIMEOUT)
+        started = start_server(
+            args, env=env, cwd=self.root, log_path=self.log_path, ready_timeout=READY_TIMEOUT
+        )
+        self.proc, self.url = started.proc, started.url
         return self
 
     def kill(self) -> int | None:
@@ -165,53 +141,12 @@ class LiveServer:
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM), then SIGKILL if it hangs; kills leftover runtimes."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=EXIT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            stop_process(self.proc, EXIT_TIMEOUT)
         self.kill_runtimes()
 
     def kill_runtimes(self) -> None:
-        for record in self.data_dir.glob("conversations/*/runtime.json"):
-            with contextlib.suppress(OSError, ValueError):
-                data = json.loads(record.read_text())
-                group = int(data.get("pgid") or data.get("pid") or 0)
-                if group > 0 and group != os.getpgrp():
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(group, signal.SIGKILL)
-
-
-def wait_listening(port: int, timeout: float) -> None:
-    """Until 127.0.0.1:``port`` accepts connections. The server logs its URL before it
-    binds (the bind is queued on its event loop), so the URL line alone is not enough.
-    A bounded check of the condition, every 10 ms; fails loudly after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            return
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on port {port} after {timeout} s") from None
-            pause.wait(0.01)
-
-
-def _pump(stream: Any, log_path: Path, found: list[str], ready: threading.Event) -> None:
-    """Copy the server's stderr to its log; note the URL line when it appears."""
-    with log_path.open("ab") as log:
-        for raw in iter(stream.readline, b""):
-            log.write(raw)
-            log.flush()
-            if not found:
-                match = URL_LINE.search(raw.decode(errors="replace"))
-                if match:
-                    found.append(match.group(1))
-                    ready.set()
-    ready.set()  # the server exited: wake the waiter, which then sees no URL
+        kill_runtimes(self.data_dir)
 
 
 @contextlib.contextmanager

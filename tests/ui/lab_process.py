@@ -2,8 +2,8 @@
 
 Everything it writes stays under one temporary folder (Jupyter config, data and runtime
 dirs, JupyterLab workspaces and user settings, the conversations' data), so a test run
-never touches the user's own Jupyter state. Readiness is the URL line the server logs,
-read from its stderr by a thread that also keeps the whole log for failure messages.
+never touches the user's own Jupyter state. Starting, waiting until it accepts connections
+and stopping are ``jupyter_convo.testing.jupyter_server``'s.
 """
 
 from __future__ import annotations
@@ -11,22 +11,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
-import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from jupyter_convo.testing import TEST_API_KEY
+from jupyter_convo.testing.jupyter_server import kill_runtimes, start_server, stop_process
 
 READY_TIMEOUT = 90.0
 EXIT_TIMEOUT = 20.0
-URL_LINE = re.compile(r"(http://127\.0\.0\.1:\d+/)")
 # User settings for the tests: JupyterLab asks no question about news and checks for no
 # update; the panel fetches small pages (so lists of a few conversations are paged).
 PAGE_SIZE = 3
@@ -65,43 +60,10 @@ class LabServer:
             return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=EXIT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=EXIT_TIMEOUT)
+        stop_process(self.proc, EXIT_TIMEOUT)
         # The server stops its runtimes (keep_runtimes_on_shutdown=False); if it could not,
         # their records name their process groups.
-        for record in self.data_dir.glob("conversations/*/runtime.json"):
-            _kill_runtime(record)
-
-
-def _kill_runtime(record: Path) -> None:
-    try:
-        data = json.loads(record.read_text())
-        pgid = int(data.get("pgid") or data.get("pid") or 0)
-    except (OSError, ValueError):
-        return
-    if pgid > 0:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-
-
-def _pump(stream: IO[bytes], log_path: Path, found: list[str], ready: threading.Event) -> None:
-    """Copy the server's stderr to its log; note the URL line when it appears."""
-    with log_path.open("ab") as log:
-        for raw in iter(stream.readline, b""):
-            log.write(raw)
-            log.flush()
-            if not found:
-                match = URL_LINE.search(raw.decode(errors="replace"))
-                if match:
-                    found.append(match.group(1))
-                    ready.set()
-    ready.set()  # the server exited: wake the waiter, which then sees no URL
+        kill_runtimes(self.data_dir)
 
 
 def isolated_jupyter_env(base: Path) -> dict[str, str]:
@@ -123,7 +85,8 @@ def start_lab(
     convo_enabled: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> LabServer:
-    """Start ``jupyter lab`` and wait for its URL; fail loudly if it dies or stays silent."""
+    """Start ``jupyter lab`` and wait until it accepts connections; fail loudly if it dies
+    or stays silent."""
     token = secrets.token_hex(16)
     root = base / "root"
     data_dir = base / "convo-data"
@@ -148,13 +111,7 @@ def start_lab(
         full_env.pop(name, None)
     extensions = {"jupyterlab": True, "jupyter_convo": convo_enabled, "jupyter_lsp": False}
     args = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
         "--allow-root",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        "--ServerApp.port=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
         f"--ServerApp.jpserver_extensions={extensions!r}",
@@ -166,27 +123,10 @@ def start_lab(
         "--LabApp.expose_app_in_browser=True",
     ]
     log_path = base / "jupyter-lab.log"
-    proc = subprocess.Popen(
-        args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=full_env,
-        cwd=str(root),
-        start_new_session=True,
+    started = start_server(
+        args, env=full_env, cwd=root, log_path=log_path, app="lab", ready_timeout=READY_TIMEOUT
     )
-    found: list[str] = []
-    ready = threading.Event()
-    assert proc.stderr is not None
-    threading.Thread(target=_pump, args=(proc.stderr, log_path, found, ready), daemon=True).start()
-    server = LabServer(proc, "", token, root, data_dir, log_path)
-    if not ready.wait(READY_TIMEOUT) or not found:
-        server.stop()
-        raise RuntimeError(
-            f"jupyter lab not ready within {READY_TIMEOUT} s; log:\n{server.log_text()}"
-        )
-    server.url = found[0]
-    return server
+    return LabServer(started.proc, started.url, token, root, data_dir, log_path)
 
 
 @contextlib.contextmanager
