@@ -465,3 +465,13 @@ def test_shipped_config_enables_the_extension() -> None:
     path = REPO / "jupyter-config" / "server-config" / "jupyter_convo.json"
     data = json.loads(path.read_text())
     assert data == {"ServerApp": {"jpserver_extensions": {"jupyter_convo": True}}}
+
+
+async def test_query_parameters_are_checked_but_lab_cache_busters_pass(alice: Api) -> None:
+    error = await alice.error("GET", "conversations/search", params={"titel": "x"})
+    assert error.code == 400 and "unknown query parameter 'titel'" in error.message
+    # JupyterLab's ServerConnection adds a bare timestamp to GET requests.
+    page = await alice.get("conversations/search", **{"1732190000000": ""})
+    assert page["items"] == []
+    error = await alice.error("GET", "conversations/search", params={"1732190000000": "x"})
+    assert error.code == 400

@@ -29,6 +29,12 @@ SERVICES_KEY = "convo"
 # Query parameters that belong to Jupyter itself, never to our routes.
 _JUPYTER_PARAMS = frozenset({"token", "_xsrf"})
 
+
+def _is_cache_buster(name: str, values: list[bytes]) -> bool:
+    """JupyterLab's request helper appends a bare timestamp (``?1732190000000``) to GETs."""
+    return name.isdigit() and not any(values)
+
+
 M = TypeVar("M", bound=BaseModel)
 # The largest JSON body a route takes by default (as the runtime's own limit: a message
 # may carry images as data URLs); routes with small bodies set a lower ``max_body_bytes``.
@@ -117,7 +123,7 @@ class ConvoHandler(APIHandler):
         fields = model.model_fields
         data: dict[str, Any] = {}
         for name, raw_values in self.request.query_arguments.items():
-            if name in _JUPYTER_PARAMS:
+            if name in _JUPYTER_PARAMS or _is_cache_buster(name, raw_values):
                 continue
             if name not in fields:
                 fail(400, f"unknown query parameter {name!r}; expected one of {', '.join(fields)}")
