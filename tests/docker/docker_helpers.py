@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from jupyter_convo.agent.settings import AgentSettings
-from jupyter_convo.events.schema import AgentStateEvent, Event, MessageEvent
+from jupyter_convo.events.schema import AgentStateEvent, Event
 from jupyter_convo.manager.nested import NestedConversationManager
 from jupyter_convo.manager.sandboxes.docker import LABEL_ROOT
 from jupyter_convo.runtime.models import InitialMessage
 from jupyter_convo.store.conversations import StartTask, StartTaskStatus
+from jupyter_convo.testing.collector import EventCollector
 
 WAIT = 60.0  # upper bound of every wait; reaching it fails the test
 
@@ -28,56 +28,8 @@ def our_containers(engine: Any, data_dir: Path) -> list[Any]:
     return containers
 
 
-class Collector:
-    """Reads one subscription in the background; ``wait_for`` waits on what arrives."""
-
-    def __init__(self, stream: AsyncIterator[Event]) -> None:
-        self.events: list[Event] = []
-        self.ended = False
-        self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._run(stream))
-
-    async def _run(self, stream: AsyncIterator[Event]) -> None:
-        try:
-            async for event in stream:
-                self.events.append(event)
-                self._changed.set()
-        finally:
-            self.ended = True
-            self._changed.set()
-
-    async def wait_for(self, predicate: Callable[[Event], bool], what: str) -> Event:
-        async def scan() -> Event:
-            seen = 0
-            while True:
-                for event in self.events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(self.events)
-                if self.ended:
-                    raise AssertionError(f"stream ended before {what}: {self.kinds()}")
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            return await asyncio.wait_for(scan(), WAIT)
-        except asyncio.TimeoutError:
-            raise AssertionError(f"no {what} within {WAIT}s; got {self.kinds()}") from None
-
-    def logged(self) -> list[Event]:
-        return [event for event in self.events if event.id >= 0]
-
-    def kinds(self) -> list[str]:
-        return [f"{event.id}:{event.kind}" for event in self.events]
-
-    async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-
-def agent_says(text: str) -> Callable[[Event], bool]:
-    return lambda e: isinstance(e, MessageEvent) and e.source == "agent" and e.text == text
+class Collector(EventCollector):
+    timeout = WAIT
 
 
 def awaiting_input(event: Event) -> bool:

@@ -16,7 +16,6 @@ from docker_helpers import (
     WAIT,
     Collector,
     MakeManager,
-    agent_says,
     awaiting_input,
     create_ready,
     final_update,
@@ -40,6 +39,7 @@ from jupyter_convo.runtime.auth import SESSION_KEY_ENV
 from jupyter_convo.runtime.models import InitialMessage
 from jupyter_convo.store.conversations import StartTaskStatus
 from jupyter_convo.testing import ScriptedLLM, reply, tool_call
+from jupyter_convo.testing.collector import agent_says
 
 pytestmark = pytest.mark.docker
 

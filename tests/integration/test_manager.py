@@ -27,7 +27,6 @@ from jupyter_convo.events.schema import (
     ConversationStatus,
     ErrorEvent,
     Event,
-    MessageEvent,
     StatusEvent,
     TitleEvent,
 )
@@ -39,6 +38,8 @@ from jupyter_convo.manager.sandboxes.process import pid_alive
 from jupyter_convo.runtime.models import InitialMessage
 from jupyter_convo.store.conversations import StartTask, StartTaskStatus
 from jupyter_convo.testing import ScriptedLLM, llm_config_for, reply
+from jupyter_convo.testing.collector import EventCollector as Collector
+from jupyter_convo.testing.collector import agent_says
 
 pytestmark = pytest.mark.integration
 
@@ -55,61 +56,6 @@ MakeManager = Callable[..., Awaitable[NestedConversationManager]]
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-class Collector:
-    """Reads one subscription in the background; ``wait_for`` waits on what arrives."""
-
-    def __init__(self, stream: AsyncIterator[Event]) -> None:
-        self.events: list[Event] = []
-        self.ended = False
-        self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._run(stream))
-
-    async def _run(self, stream: AsyncIterator[Event]) -> None:
-        try:
-            async for event in stream:
-                self.events.append(event)
-                self._changed.set()
-        finally:
-            self.ended = True
-            self._changed.set()
-
-    async def wait_for(self, predicate: Callable[[Event], bool], what: str) -> Event:
-        async def scan() -> Event:
-            seen = 0
-            while True:
-                for event in self.events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(self.events)
-                if self.ended:
-                    raise AssertionError(f"stream ended before {what}: {self.kinds()}")
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            return await asyncio.wait_for(scan(), WAIT)
-        except asyncio.TimeoutError:
-            raise AssertionError(f"no {what} within {WAIT}s; got {self.kinds()}") from None
-
-    async def wait_ended(self) -> None:
-        await asyncio.wait_for(asyncio.shield(self._task), WAIT)
-
-    def logged(self) -> list[Event]:
-        return [event for event in self.events if event.id >= 0]
-
-    def kinds(self) -> list[str]:
-        return [f"{event.id}:{event.kind}" for event in self.events]
-
-    async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-
-def agent_says(text: str) -> Callable[[Event], bool]:
-    return lambda e: isinstance(e, MessageEvent) and e.source == "agent" and e.text == text
 
 
 def awaiting_input(event: Event) -> bool:
