@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from share_helpers import STEP_TIMEOUT, ReplayTarget, executed_actions
 
 from jupyter_convo.agent.history import build_messages, tool_call_for
-from jupyter_convo.agent.settings import AgentSettings
 from jupyter_convo.events.inputs import MessageInput
 from jupyter_convo.events.schema import ActionBase, AgentState, LLMCallEvent, MessageEvent
 from jupyter_convo.share.source import load_source, read_cassette
-from jupyter_convo.testing import ScriptedLLM, llm_config_for, reply
+from jupyter_convo.testing import ScriptedLLM, reply
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def make_target(
-    tmp_path: Path, scripted_llm: ScriptedLLM
-) -> AsyncIterator[Callable[[str], ReplayTarget]]:
-    targets: list[ReplayTarget] = []
-
-    def make(name: str) -> ReplayTarget:
-        settings = AgentSettings(llm=llm_config_for(scripted_llm))
-        target = ReplayTarget(tmp_path / "conversations" / name, settings)
-        targets.append(target)
-        return target
-
-    yield make
-    for target in targets:
-        await target.close()
 
 
 async def test_the_recorded_decisions_reproduce_every_step_then_the_llm_goes_live(
