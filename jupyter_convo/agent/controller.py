@@ -222,14 +222,17 @@ class AgentController:
         if self._closed:
             raise RuntimeError("the controller is closed")
         self._started = True
-        snapshot = rebuild_from_log(self.log.read())
+        history = self.log.read()
+        snapshot = rebuild_from_log(history)
         self.metrics = snapshot.metrics
         self._task_cost = snapshot.task_cost
         if snapshot.awaiting is not None:
             tool = self._tool_for(snapshot.awaiting)
             if tool is not None:
                 self._pending = _Pending(snapshot.awaiting, tool)
-        resumed = len(self.log) > 0
+        # The runtime logs its own start (``status`` events) before the agent's first event:
+        # only an earlier agent or user event makes this a resumed conversation.
+        resumed = any(event.kind != "status" for event in history)
         self._last_state_event = self._append(
             AgentStateEvent(state=S.LOADING, reason="resuming" if resumed else "starting")
         )

@@ -152,6 +152,15 @@ async def create_ready(
     return task.conversation_id
 
 
+def loading_reasons(events: list[Event]) -> list[str]:
+    """Why the agent loaded, each time it did ("starting" or "resuming")."""
+    return [
+        event.reason
+        for event in events
+        if isinstance(event, AgentStateEvent) and event.state.value == "loading"
+    ]
+
+
 # --- tests -------------------------------------------------------------------------------
 
 
@@ -183,6 +192,9 @@ async def test_full_lifecycle(
     stream = Collector(manager.subscribe(cid))
     await stream.wait_for(agent_says("first answer"), "the first answer")
     await stream.wait_for(awaiting_input, "awaiting_user_input")
+    # A brand-new conversation starts, it does not resume (the runtime's own status
+    # events come first in its log).
+    assert loading_reasons(stream.events) == ["starting"]
     await manager.send_event_to_conversation(cid, MessageInput(text="and now?"))
     await stream.wait_for(agent_says("second answer"), "the second answer")
 
@@ -216,6 +228,7 @@ async def test_full_lifecycle(
     # The third scripted answer is only reached with the history rebuilt from the log.
     answer = await stream.wait_for(agent_says("third"), "the answer after the restart")
     assert answer.id > last_before_restart
+    assert loading_reasons(stream.events) == ["starting", "resuming"]
     assert_in_order(stream.events)
     # The runtime may log more (its next agent state) after that answer: the stream must
     # deliver everything the log holds, in the same order.
