@@ -236,6 +236,24 @@ def first_user_text(messages: Sequence[Any]) -> str:
     return ""
 
 
+def no_script_message(task: str, scripts: Sequence[Script]) -> str:
+    """What a user reads when no script answers ``task``: the tasks this server knows."""
+    known = [repr(script.match) for script in scripts if script.match is not None]
+    shown = task if len(task) <= 120 else task[:117] + "..."
+    if known:
+        knows = (
+            f"it only answers tasks that contain one of: {', '.join(known)}. "
+            "Start a conversation with one of those tasks (the example notebooks do), or"
+        )
+    else:
+        knows = "it has no scripts loaded. Load a script file (--script FILE), or"
+    return (
+        f"The scripted demo LLM (jupyter_convo.testing) has no answer for the task {shown!r}: "
+        f"{knows} point jupyter-convo at a real LLM (JUPYTER_CONVO_LLM_MODEL, "
+        "JUPYTER_CONVO_LLM_API_KEY, JUPYTER_CONVO_LLM_BASE_URL)."
+    )
+
+
 def count_assistant_messages(messages: Sequence[Any]) -> int:
     return sum(1 for m in messages if isinstance(m, Mapping) and m.get("role") == "assistant")
 

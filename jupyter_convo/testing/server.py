@@ -35,6 +35,7 @@ from .script import (
     ScriptItem,
     first_user_text,
     load_script_file,
+    no_script_message,
 )
 
 log = logging.getLogger(__name__)
@@ -352,12 +353,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         routed = llm.book.route(messages)
         if routed is None:
-            first = first_user_text(messages)[:120]
+            # 400, not 5xx: asking again cannot help, so the agent fails at once and says why.
             self._send_error(
-                500,
-                f"ScriptedLLM: no script matches the first user message {first!r} and there is "
-                "no default script (add_script(..., match=None)).",
-                "server_error",
+                400,
+                no_script_message(first_user_text(messages), llm.book.scripts),
+                "invalid_request_error",
                 "no_script",
             )
             return

@@ -245,11 +245,12 @@ async def test_other_4xx_is_bad_request(scripted_llm: ScriptedLLM) -> None:
     assert len(scripted_llm.requests) == 1
 
 
-async def test_exhausted_script_surfaces_in_the_error(scripted_llm: ScriptedLLM) -> None:
-    err = await failure(llm_config_for(scripted_llm, max_retries=0))
+async def test_a_scripted_llm_without_scripts_says_so_at_once(scripted_llm: ScriptedLLM) -> None:
+    err = await failure(llm_config_for(scripted_llm, max_retries=3))
 
-    assert err.code == LLM_UNAVAILABLE
-    assert "no default script" in err.message
+    assert err.code == LLM_BAD_REQUEST
+    assert "has no scripts loaded" in err.message
+    assert len(scripted_llm.requests) == 1  # not retried: asking again cannot help
 
 
 async def test_unreachable_endpoint_is_unavailable() -> None:

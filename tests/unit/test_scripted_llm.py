@@ -259,12 +259,16 @@ def test_exhausted_script_fails_loudly(scripted_llm: ScriptedLLM, client: OpenAI
 
 def test_no_matching_script_fails_loudly(scripted_llm: ScriptedLLM, client: OpenAI) -> None:
     scripted_llm.add_script([reply("x")], match="something specific")
+    scripted_llm.add_script([reply("y")], match="Tidy up")
 
-    with pytest.raises(openai.InternalServerError) as caught:
+    with pytest.raises(openai.BadRequestError) as caught:  # asking again cannot help
         ask(client, model="m", messages=[USER])
 
     assert caught.value.code == "no_script"
     assert "clean the data please" in caught.value.message
+    # It says which tasks it knows, and what else to do.
+    assert "one of: 'something specific', 'Tidy up'." in caught.value.message
+    assert "JUPYTER_CONVO_LLM_MODEL" in caught.value.message
 
 
 def test_adding_a_script_with_the_same_match_replaces_it(
