@@ -8,23 +8,20 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from .client import ConvoClient, ConvoClientError, ServerNotFound
+from .client import (
+    FAILED_STATES,
+    ConvoClient,
+    ConvoClientError,
+    ServerNotFound,
+    ends_activity,
+)
 from .events.text import event_text, transcript
 from .image import add_build_image_command
 from .share.cli import add_share_commands
 
-# Agent states in which the agent is not working: `--follow` stops streaming there.
-RESTING_STATES = frozenset(
-    {
-        "awaiting_user_input",
-        "awaiting_user_confirmation",
-        "finished",
-        "error",
-        "stopped",
-        "paused",
-        "rate_limited",
-    }
-)
+# Exit status of a `--follow` that ends with the agent failed (error, rate limited, the
+# runtime gone) or with the stream closed before the agent rested.
+EXIT_AGENT_FAILED = 1
 
 
 def _age(timestamp: str | None) -> str:
@@ -48,15 +45,30 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _follow(client: ConvoClient, conversation_id: str, after_id: int) -> None:
-    """Print events as they arrive until the agent rests (waits, finishes, fails)."""
-    for event in client.events(conversation_id, after_id=after_id):
+def _follow(client: ConvoClient, conversation_id: str, after_id: int) -> int:
+    """Print events as they arrive until the agent rests (waits, finishes, fails).
+
+    Returns the exit status: 0 when the agent rests in good order (waiting for you,
+    finished, stopped), ``EXIT_AGENT_FAILED`` when it failed or the stream ended first.
+    """
+    last: dict[str, Any] | None = None  # the event that ended the stream
+    error: dict[str, Any] | None = None  # the last error event, which says why
+    for event in client.events(conversation_id, after_id=after_id, until_idle=True):
         if event.get("kind") != "llm_call":
             print(event_text(event), flush=True)
-        if event.get("kind") == "agent_state" and event.get("state") in RESTING_STATES:
-            return
-        if event.get("kind") == "error" and str(event.get("code", "")).startswith("RUNTIME"):
-            return
+        if event.get("kind") == "error":
+            error = event
+        last = event
+    if last is not None and ends_activity(last):
+        if last.get("kind") == "agent_state" and last.get("state") not in FAILED_STATES:
+            return 0
+        why = f"the agent is {last.get('state')}" if last.get("kind") == "agent_state" else ""
+    else:
+        why = "the event stream ended before the agent rested"
+    if error is not None:
+        why = "; ".join(filter(None, [why, f"{error.get('code')}: {error.get('message', '')}"]))
+    print(f"jupyter convo: conversation {conversation_id}: {why}", file=sys.stderr)
+    return EXIT_AGENT_FAILED
 
 
 def cmd_list(client: ConvoClient, args: argparse.Namespace) -> int:
@@ -93,7 +105,10 @@ def cmd_show(client: ConvoClient, args: argparse.Namespace) -> int:
     events = client.all_events(args.id)
     print(transcript(events))
     if args.follow:
-        _follow(client, args.id, events[-1]["id"] if events else -1)
+        if meta.get("status") not in ("STARTING", "RUNNING"):
+            print(f"(the conversation is {meta.get('status')}: nothing to follow)")
+            return 0
+        return _follow(client, args.id, events[-1]["id"] if events else -1)
     return 0
 
 
@@ -122,7 +137,7 @@ def cmd_start(client: ConvoClient, args: argparse.Namespace) -> int:
     conversation_id = task["conversation_id"]
     print(f"conversation {conversation_id}")
     if args.follow:
-        _follow(client, conversation_id, -1)
+        return _follow(client, conversation_id, -1)
     return 0
 
 
@@ -131,7 +146,7 @@ def cmd_send(client: ConvoClient, args: argparse.Namespace) -> int:
     client.send_message(args.id, args.message)
     print("sent")
     if args.follow:
-        _follow(client, args.id, before - 1)
+        return _follow(client, args.id, before - 1)
     return 0
 
 

@@ -25,6 +25,29 @@ import httpx
 API_PREFIX = "api/convo/"
 URL_ENV = "JUPYTER_CONVO_URL"
 TOKEN_ENV = "JUPYTER_CONVO_TOKEN"
+# Agent states in which the agent does nothing until someone acts (answers, confirms,
+# resumes, restarts): ``events(..., until_idle=True)`` ends on the first of them.
+RESTING_STATES = frozenset(
+    {
+        "awaiting_user_input",
+        "awaiting_user_confirmation",
+        "finished",
+        "error",
+        "stopped",
+        "paused",
+        "rate_limited",
+    }
+)
+# Resting states that mean the task did not get done.
+FAILED_STATES = frozenset({"error", "rate_limited"})
+
+
+def ends_activity(event: dict[str, Any]) -> bool:
+    """Whether the agent rests after ``event``: a resting agent state, or the runtime gone
+    (an ``error`` event whose code starts with ``RUNTIME``, e.g. ``RUNTIME_DIED``)."""
+    if event.get("kind") == "agent_state":
+        return event.get("state") in RESTING_STATES
+    return event.get("kind") == "error" and str(event.get("code", "")).startswith("RUNTIME")
 
 
 class ConvoClientError(Exception):
@@ -341,9 +364,15 @@ class AsyncConvoClient:
                 return events
 
     async def events(
-        self, conversation_id: str, after_id: int = -1
+        self, conversation_id: str, after_id: int = -1, *, until_idle: bool = False
     ) -> AsyncIterator[dict[str, Any]]:
-        """Stored events after ``after_id``, then live ones, over the server's WebSocket."""
+        """Stored events after ``after_id``, then live ones, over the server's WebSocket.
+
+        Without ``until_idle`` it follows the conversation until the stream closes (the
+        conversation stops or is deleted). With it, it also ends after the first event
+        after ``after_id`` that leaves the agent resting (``ends_activity``): waiting for
+        the user, finished, stopped or failed.
+        """
         from tornado.httpclient import HTTPRequest
         from tornado.websocket import websocket_connect
 
@@ -355,7 +384,10 @@ class AsyncConvoClient:
                 frame = await connection.read_message()
                 if frame is None:
                     return
-                yield json.loads(frame)
+                event = json.loads(frame)
+                yield event
+                if until_idle and ends_activity(event):
+                    return
         finally:
             connection.close()
 
@@ -486,9 +518,12 @@ class ConvoClient:
     def stream_start(self, **options: Any) -> Iterator[dict[str, Any]]:
         return self._iterate(self._async.stream_start(**options))
 
-    def events(self, conversation_id: str, after_id: int = -1) -> Iterator[dict[str, Any]]:
-        """Stored then live events; stop iterating (or close the generator) to disconnect."""
-        return self._iterate(self._async.events(conversation_id, after_id))
+    def events(
+        self, conversation_id: str, after_id: int = -1, *, until_idle: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Stored then live events; stop iterating (or close the generator) to disconnect.
+        ``until_idle=True`` ends once the agent rests (see ``AsyncConvoClient.events``)."""
+        return self._iterate(self._async.events(conversation_id, after_id, until_idle=until_idle))
 
     def _iterate(self, source: AsyncIterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         items: queue.Queue[tuple[str, Any]] = queue.Queue()

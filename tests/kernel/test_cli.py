@@ -106,3 +106,54 @@ def test_bad_input_and_no_server_are_said_plainly(
     out_of_range = cli(convo_server, "list", "--limit", "1000", cwd=tmp_path)
     assert out_of_range.returncode == 1
     assert "the server answered 400" in out_of_range.stderr and "limit" in out_of_range.stderr
+
+
+def test_follow_exits_non_zero_when_the_agent_fails_and_the_demo_says_what_it_knows(
+    convo_server: JupyterServer, kernel_llm: ScriptedLLM, task_text: str, tmp_path: Path
+) -> None:
+    kernel_llm.add_script([reply("never used")], match=task_text)
+    # No script matches this task: the scripted LLM refuses it, the agent fails.
+    failed = cli(convo_server, "start", f"something else {task_text[::-1]}", "-f", cwd=tmp_path)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "agent is error" in failed.stdout
+    why = failed.stderr.strip()
+    assert why.startswith("jupyter convo: conversation ") and "the agent is error" in why
+    # The reason names the tasks the scripted (demo) LLM knows, this test's among them.
+    assert "only answers tasks that contain one of: " in why and repr(task_text) in why
+
+    conversation_id = next(
+        line.split()[1] for line in failed.stdout.splitlines() if line.startswith("conversation ")
+    )
+    assert cli(convo_server, "stop", conversation_id, cwd=tmp_path).returncode == 0
+    # Nothing to follow on a stopped conversation: said, not waited on forever.
+    shown = cli(convo_server, "show", conversation_id, "--follow", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.rstrip().endswith("(the conversation is STOPPED: nothing to follow)")
+
+
+def test_the_readme_client_example_ends_when_the_agent_rests(
+    convo_server: JupyterServer, kernel_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = next(
+        block
+        for block in readme.split("```python\n")[1:]
+        if "from jupyter_convo.client import ConvoClient" in block
+    ).split("```")[0]
+    task = "Plot revenue by month from sales.csv"
+    assert task in example
+    kernel_llm.add_script([reply("Here is the plot.")], match=task)
+    done = subprocess.run(
+        [sys.executable, "-c", example],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,  # the example used to follow the live stream forever
+        cwd=tmp_path,
+        env={**os.environ, **convo_server.env()},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "WORKING" and "READY" in lines
+    assert "message Here is the plot." in lines
+    assert lines[-1] == "agent_state "  # the agent rests: awaiting the user's next message
