@@ -20,6 +20,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode
 
+from ..share.arguments import (
+    add_export_arguments,
+    add_import_arguments,
+    add_notebook_arguments,
+    add_replay_arguments,
+)
+
 if TYPE_CHECKING:  # the client (httpx) loads on first use: %load_ext stays fast
     from ..client import ConvoClient
     from .conversation import Conversation
@@ -38,8 +45,9 @@ USAGE = """\
 %convo send [ID] "message"     %convo stop [ID]     %convo resume [ID]
 %convo show [ID]               %convo list [--limit N] [--status S]
 %convo status [ID]             %convo help
-%convo export [ID] [PATH] [--workspace]      %convo import PATH
-%convo replay SOURCE [--mode actions|cassette]   %convo notebook [ID] [PATH]
+%convo export [ID] [-o PATH] [--workspace]   %convo import PATH
+%convo replay SOURCE [--mode actions|cassette] [--local DIR] [--no-view]
+%convo notebook [SOURCE] [-o PATH]
 %%convo [ID] [start flags]     (the cell body is the message)"""
 
 HELP = f"""Run, watch and steer AI agent conversations from this notebook.
@@ -73,15 +81,25 @@ resume    Restart a stopped conversation; it continues from its event log.
 show      Show the live view again, history first (e.g. after reopening a notebook).
 list      Your conversations as a table.
 status    The server, and the state, tokens and cost of a conversation.
-export    Download a conversation as an export zip (default <id>.convo.zip): events, LLM
-          exchanges, a manifest, no secret; --workspace adds the workspace's files.
+export    Download a conversation as an export zip: events, LLM exchanges, a manifest,
+          no secret.
+            -o, --output PATH  the zip to write (default <id>.convo.zip)
+            --workspace        add the workspace's files
 import    Upload an export (a zip or an unpacked export folder) as a new conversation.
 replay    Replay a conversation (ID) or a local export (PATH) step by step in a fresh
           runtime, showing each step reproduced or diverged, then go on live.
             --mode actions    re-run the recorded actions, no LLM (the default)
             --mode cassette   the agent runs again with the recorded LLM answers
-notebook  Save a conversation as a notebook that re-runs its steps (default <id>.ipynb).
+            --local DIR       replay here without a server, into the new folder DIR
+            --no-view         do not show the live view
+notebook  Save a conversation (ID) or a local export (PATH, converted here) as a notebook
+          that re-runs its steps.
+            -o, --output PATH  the notebook to write (default <id>.ipynb)
+help      This text (also `%convo?`).
 %%convo   The cell body is the message: to conversation ID, or a new conversation.
+
+export, import, replay and notebook take the same arguments as `jupyter convo` in a
+terminal; here the ID may be left out.
 
 Without ID, commands act on this notebook's current conversation (the last one started or
 shown). Set c.ConvoMagics.server_url / token to choose the server; by default it comes
@@ -147,16 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", prog="%convo list")
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--status")
-    export = commands.add_parser("export", prog="%convo export")
-    export.add_argument("args", nargs="*", metavar="[ID] [PATH]")
-    export.add_argument("--workspace", action="store_true")
-    commands.add_parser("import", prog="%convo import").add_argument("path")
+    # The share commands take the CLI's arguments (share.arguments), the id optional here.
+    add_export_arguments(commands.add_parser("export", prog="%convo export"), current=True)
+    add_import_arguments(commands.add_parser("import", prog="%convo import"))
     replay = commands.add_parser("replay", prog="%convo replay")
-    replay.add_argument("source")
-    replay.add_argument("--mode", choices=["actions", "cassette"], default="actions")
+    add_replay_arguments(replay)
     replay.add_argument("--no-view", dest="view", action="store_false")
-    notebook = commands.add_parser("notebook", prog="%convo notebook")
-    notebook.add_argument("args", nargs="*", metavar="[ID] [PATH]")
+    add_notebook_arguments(commands.add_parser("notebook", prog="%convo notebook"), current=True)
     commands.add_parser("help", prog="%convo help")
     return parser
 
@@ -473,23 +488,13 @@ class ConvoMagics(Magics):
         page = self.client.search(**filters)
         return ConversationList(page["items"], self.current.id if self.current else None)
 
-    def _id_and_path(self, args: argparse.Namespace, name: str) -> tuple[str, str | None]:
-        """``[ID] [PATH]``: a lone word is the PATH if it looks like one (a ``/``, or ends
-        in ``.zip`` / ``.ipynb``), else the ID; without ID, the current conversation."""
-        words: list[str] = args.args
-        if len(words) > 2:
-            raise UsageError(f"%convo {name}: expected [ID] [PATH]\n{USAGE}")
-        if len(words) == 2:
-            return words[0], words[1]
-        if words and not ("/" in words[0] or words[0].endswith((".zip", ".ipynb"))):
-            return words[0], None
-        return self._conversation(None).id, words[0] if words else None
-
     def _cmd_export(self, args: argparse.Namespace) -> None:
         from ..share.remote import export_to_file
 
-        conversation_id, path = self._id_and_path(args, "export")
-        written = export_to_file(self.client, conversation_id, path, workspace=args.workspace)
+        conversation_id = args.id or self._conversation(None).id
+        written = export_to_file(
+            self.client, conversation_id, args.output, workspace=args.workspace
+        )
         print(f"Exported conversation {conversation_id} to {written}.")
 
     def _cmd_import(self, args: argparse.Namespace) -> dict[str, Any]:
@@ -499,7 +504,9 @@ class ConvoMagics(Magics):
         print(f"Imported {args.path} as conversation {meta['id']}.")
         return meta
 
-    def _cmd_replay(self, args: argparse.Namespace) -> Conversation:
+    def _cmd_replay(self, args: argparse.Namespace) -> Conversation | dict[str, Any]:
+        if args.local is not None:
+            return _replay_locally(args.source, args.local, args.mode)
         from ..share.remote import replay_source_id
         from .conversation import Conversation
 
@@ -514,10 +521,13 @@ class ConvoMagics(Magics):
         return conversation
 
     def _cmd_notebook(self, args: argparse.Namespace) -> None:
-        from ..share.remote import notebook_to_file
+        from ..share.remote import local_export_or_id, notebook_from_export, notebook_to_file
 
-        conversation_id, path = self._id_and_path(args, "notebook")
-        written = notebook_to_file(self.client, conversation_id, path)
+        found = local_export_or_id(args.source) if args.source else self._conversation(None).id
+        if isinstance(found, str):
+            conversation_id, written = found, notebook_to_file(self.client, found, args.output)
+        else:  # a local export: converted here, as the CLI does
+            conversation_id, written = notebook_from_export(found, args.output)
         print(f"Wrote conversation {conversation_id} as the notebook {written}.")
 
     def _cmd_status(self, args: argparse.Namespace) -> None:
@@ -553,6 +563,19 @@ class ConvoMagics(Magics):
         if conversation.error:
             lines.append(f"Error: {conversation.error}")
         print("\n".join(lines))
+
+
+def _replay_locally(source: str, directory: str, mode: str) -> dict[str, Any]:
+    """``replay --local``: the CLI's server-less replay, on a thread of its own (this
+    kernel's event loop is busy running the cell). Returns the replay summary."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from ..share.cli import replay_locally
+
+    with ThreadPoolExecutor(1, thread_name_prefix="convo-replay") as pool:
+        return pool.submit(asyncio.run, replay_locally(source, Path(directory), mode)).result()
 
 
 def _kernel_connection_file() -> str:

@@ -15,8 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .arguments import (
+    add_export_arguments,
+    add_import_arguments,
+    add_notebook_arguments,
+    add_replay_arguments,
+)
+
 MAX_DIFF_LINES = 40
-REPLAY_MODES = ("actions", "cassette")  # as share.remote; kept here so --help loads nothing
 
 
 def _share_error() -> type[Exception]:
@@ -70,7 +76,14 @@ def cmd_export(client: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_import(client: Any, args: argparse.Namespace) -> int:
+def cmd_import(args: argparse.Namespace) -> int:
+    if not Path(args.path).expanduser().exists():  # said before looking for a server
+        print(f"jupyter convo: {args.path} does not exist", file=sys.stderr)
+        return 1
+    return _with_server(_import_on_server, args)
+
+
+def _import_on_server(client: Any, args: argparse.Namespace) -> int:
     from .remote import import_export
 
     try:
@@ -93,6 +106,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"jupyter convo: {exc}", file=sys.stderr)
             return 1
         return 0 if summary["diverged"] == 0 else 3
+    from .remote import local_export_or_id
+
+    try:
+        local_export_or_id(args.source)  # a missing file is said before looking for a server
+    except _share_error() as exc:
+        print(f"jupyter convo: {exc}", file=sys.stderr)
+        return 1
     return _with_server(_replay_on_server, args)
 
 
@@ -181,26 +201,17 @@ async def replay_locally(source_path: str, directory: Path, mode: str) -> dict[s
 
 
 def cmd_notebook(args: argparse.Namespace) -> int:
-    if Path(args.source).expanduser().exists():
-        from .notebook import conversation_notebook, notebook_json
-        from .remote import write_file
-        from .source import load_source
+    from .remote import local_export_or_id, notebook_from_export
 
-        try:
-            source = load_source(args.source)
-        except _share_error() as exc:
-            print(f"jupyter convo: {exc}", file=sys.stderr)
-            return 1
-        notebook = conversation_notebook(
-            source.events,
-            conversation_id=source.conversation_id,
-            title=source.title,
-            workspace_roots=source.workspace_roots,
-        )
-        name = f"{source.conversation_id or Path(args.source).stem}.ipynb"
-        path = write_file(Path(args.output or name), notebook_json(notebook).encode())
-        print(f"wrote {path}")
-        return 0
+    try:
+        found = local_export_or_id(args.source)
+        if isinstance(found, Path):
+            _, path = notebook_from_export(found, args.output)
+            print(f"wrote {path}")
+            return 0
+    except _share_error() as exc:
+        print(f"jupyter convo: {exc}", file=sys.stderr)
+        return 1
     return _with_server(_notebook_on_server, args)
 
 
@@ -213,31 +224,25 @@ def _notebook_on_server(client: Any, args: argparse.Namespace) -> int:
 
 
 def add_share_commands(sub: Any) -> None:
-    """Add ``export``, ``import``, ``replay`` and ``notebook`` to the CLI's subparsers."""
+    """Add ``export``, ``import``, ``replay`` and ``notebook`` to the CLI's subparsers
+    (their arguments are ``share.arguments``', shared with the ``%convo`` magics)."""
     p = sub.add_parser("export", help="download a conversation as an export zip")
-    p.add_argument("id")
-    p.add_argument("--output", "-o", help="the zip to write (default: <id>.convo.zip)")
-    p.add_argument("--workspace", action="store_true", help="include the workspace's files")
+    add_export_arguments(p)
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("import", help="import an export (zip or unpacked folder)")
-    p.add_argument("path")
-    p.set_defaults(run=cmd_import)
+    add_import_arguments(p)
+    p.set_defaults(run_local=cmd_import)
 
     p = sub.add_parser(
         "replay", help="replay a conversation or an export step by step, then go on live"
     )
-    p.add_argument("source", help="a conversation id, an export zip or an unpacked export folder")
-    p.add_argument("--mode", choices=REPLAY_MODES, default="actions")
+    add_replay_arguments(p)
     p.add_argument("--follow", "-f", action="store_true", help="print each step's verdict")
-    p.add_argument(
-        "--local", metavar="DIR", help="replay here, without a server, into the new folder DIR"
-    )
     p.set_defaults(run_local=cmd_replay)
 
     p = sub.add_parser("notebook", help="a conversation or an export as a notebook (.ipynb)")
-    p.add_argument("source", help="a conversation id, or an export zip / folder (no server)")
-    p.add_argument("--output", "-o", help="the notebook to write (default: <id>.ipynb)")
+    add_notebook_arguments(p)
     p.set_defaults(run_local=cmd_notebook)
 
 

@@ -1,14 +1,17 @@
-"""Share operations through the server API, for the CLI and the ``%convo`` magics.
+"""Share operations for the CLI and the ``%convo`` magics, mostly through the server API.
 
-A replay source may be a conversation id or a local export (a zip, or an unpacked export
-folder such as ``notebooks/runs/sales-summary``): a local export is imported first, so the
-replay and its source are both browsable conversations on the server.
+A replay or notebook source may be a conversation id or a local export (a zip, or an
+unpacked export folder such as ``notebooks/runs/sales-summary``): a local export is
+imported first for a replay, so the replay and its source are both browsable conversations
+on the server, and converted here for a notebook. A source that is neither (a file that
+does not exist) is said as such, before the server is asked anything.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -18,11 +21,26 @@ from .format import MANIFEST_FILE
 from .importer import ShareFormatError
 
 REPLAY_MODES = ("actions", "cassette")
+# The server's conversation ids (server.models.ID_PATTERN).
+CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def local_export_or_id(source: str) -> Path | str:
+    """``source`` as a local export (a ``Path``) if it exists, else as a conversation id;
+    a missing file (anything that cannot be an id) is a ``ShareFormatError`` saying so."""
+    location = Path(source).expanduser()
+    if location.exists():
+        return location
+    if CONVERSATION_ID.fullmatch(source):
+        return source
+    raise ShareFormatError(f"{source} does not exist (and is not a conversation id)")
 
 
 def read_export(path: str | os.PathLike[str]) -> bytes:
     """The zip bytes of an export file, or of an unpacked export folder zipped again."""
     location = Path(path).expanduser()
+    if not location.exists():
+        raise ShareFormatError(f"{location} does not exist")
     if location.is_file():
         return location.read_bytes()
     if (location / MANIFEST_FILE).is_file():
@@ -75,9 +93,10 @@ def import_export(client: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def replay_source_id(client: Any, source: str) -> str:
     """The conversation id to replay: ``source`` itself, or a local export imported now."""
-    if Path(source).expanduser().exists():
-        return str(import_export(client, source)["id"])
-    return source
+    found = local_export_or_id(source)
+    if isinstance(found, Path):
+        return str(import_export(client, found)["id"])
+    return found
 
 
 def start_replay(
@@ -103,10 +122,32 @@ def notebook_to_file(
     return write_file(target.expanduser(), bytes(data))
 
 
+def notebook_from_export(
+    source: str | os.PathLike[str], path: str | os.PathLike[str] | None = None
+) -> tuple[str, Path]:
+    """Convert a local export to an ``.ipynb`` without a server (default ``<id>.ipynb``);
+    returns the conversation id (the export's name when it has none) and the file."""
+    from .notebook import conversation_notebook, notebook_json
+    from .source import load_source
+
+    loaded = load_source(str(source))
+    name = loaded.conversation_id or Path(source).stem
+    notebook = conversation_notebook(
+        loaded.events,
+        conversation_id=loaded.conversation_id,
+        title=loaded.title,
+        workspace_roots=loaded.workspace_roots,
+    )
+    target = Path(path) if path is not None else Path(f"{name}.ipynb")
+    return name, write_file(target.expanduser(), notebook_json(notebook).encode())
+
+
 __all__ = [
     "REPLAY_MODES",
     "export_to_file",
     "import_export",
+    "local_export_or_id",
+    "notebook_from_export",
     "notebook_to_file",
     "read_export",
     "replay_source_id",

@@ -140,6 +140,8 @@ def load_source(
 ) -> ReplaySource:
     """Load and check a replay source (see the module doc). Raises ``ShareFormatError``."""
     location = Path(path).expanduser()
+    if not location.exists():
+        raise ShareFormatError(f"{location} does not exist")
     if location.is_file():
         with tempfile.TemporaryDirectory(prefix="convo-replay-") as tmp:
             unpacked = Path(tmp) / "export"

@@ -93,7 +93,7 @@ async def test_a_replay_from_a_path_in_the_conversation_folder(
 BAD_REPLAYS = [
     ({"mode": "sideways", "source": "x"}, "replay.mode"),
     ({"mode": "actions"}, "give either source (a path) or events (inline)"),
-    ({"source": "nothing-here"}, "is not an export zip, an unpacked export"),
+    ({"source": "nothing-here"}, "nothing-here does not exist"),
     ({"events": [{"kind": "teleport"}]}, "replay.events[0] is not a valid event"),
 ]
 

@@ -33,7 +33,7 @@ def test_replay_an_example_then_export_it_and_save_it_as_a_notebook(
     assert conv.title == "Replay of Example: monthly totals from sales.csv"
 
     export_path = tmp_path / "replayed.zip"
-    assert shell.run_cell(f"%convo export {export_path}").success  # the current one
+    assert shell.run_cell(f"%convo export -o {export_path}").success  # the current one
     with zipfile.ZipFile(export_path) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         events = zf.read("events.jsonl").decode().splitlines()
@@ -41,7 +41,7 @@ def test_replay_an_example_then_export_it_and_save_it_as_a_notebook(
     assert sum('"kind":"replay_step"' in line for line in events) == 9
 
     notebook_path = tmp_path / "replayed.ipynb"
-    assert shell.run_cell(f"%convo notebook {conv.id} {notebook_path}").success
+    assert shell.run_cell(f"%convo notebook {conv.id} --output {notebook_path}").success
     notebook = nbformat.read(notebook_path, as_version=4)
     assert notebook.metadata["jupyter_convo"]["conversation_id"] == conv.id
     assert "!cat summary.txt" in [cell.source for cell in notebook.cells]
@@ -70,7 +70,4 @@ def test_import_reports_its_new_id_and_bad_files_in_one_line(
     errors = capsys.readouterr().err.splitlines()
     assert errors[0].startswith("%convo: the server refused: invalid export: not a zip file")
     assert errors[0].endswith("(HTTP 400)")
-    assert errors[1] == (
-        f"%convo: {tmp_path / 'missing-folder'} is neither an export zip nor an unpacked "
-        "export folder"
-    )
+    assert errors[1] == f"%convo: {tmp_path / 'missing-folder'} does not exist"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,34 @@ def test_notebook_from_an_export_without_a_server(tmp_path: Path) -> None:
     refused = cli("notebook", str(broken), cwd=tmp_path)
     assert refused.returncode == 1
     assert "unknown format version 7" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("replay", "missing.zip"),
+        ("replay", "missing.zip", "--local", "out"),
+        ("import", "missing.zip"),
+        ("notebook", "runs/missing.zip"),
+    ],
+)
+def test_a_missing_file_is_said_plainly_before_any_server_is_looked_for(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    # An empty runtime dir and no JUPYTER_CONVO_URL: no server could be found either, and
+    # the missing file is still what the user reads (not a pattern error, not "no server").
+    (tmp_path / "runtime").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_CONVO_")}
+    env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_convo.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"jupyter convo: {args[1]} does not exist"), done.stderr
+    assert "pattern" not in done.stderr and "Traceback" not in done.stderr
