@@ -203,7 +203,13 @@ class Conversation:
 
     def to_dataframe(self) -> pandas.DataFrame:
         """One row per event: id, timestamp, source, kind, cause, a summary, then the fields."""
-        import pandas as pd
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "to_dataframe() needs pandas: pip install pandas "
+                "(or install jupyter-convo with its lab extra: pip install 'jupyter-convo[lab]')"
+            ) from None
 
         events = self.events
         frame = pd.DataFrame.from_records(events)

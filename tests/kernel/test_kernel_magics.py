@@ -6,6 +6,7 @@ real thing: the magic, the client over HTTP/WebSocket, the server, a runtime sub
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ def test_start_gives_a_live_conversation(
     convo_server: JupyterServer,
     task_text: str,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     kernel_llm.add_script(say_hello_script("Said hello."), match=task_text)
 
@@ -61,6 +63,10 @@ def test_start_gives_a_live_conversation(
     assert len(frame) == len(conv.events)
     assert list(frame.columns[:5]) == ["timestamp", "source", "kind", "cause", "summary"]
     assert frame.loc[output["id"], "kind"] == "command_output"
+    with monkeypatch.context() as without_pandas:
+        without_pandas.setitem(sys.modules, "pandas", None)  # as if it were not installed
+        with pytest.raises(ImportError, match=r"needs pandas: pip install pandas"):
+            conv.to_dataframe()
     # The server got what the flags said; the request names the magic as its trigger.
     metadata = convo_server.client().get(conv.id)
     assert metadata["title"] == "Greeting" and metadata["trigger"] == "notebook"
