@@ -10,7 +10,8 @@
 # and tests/ui drives it in Debian's Chromium (scripts/install-ui-deps.sh installs what it
 # needs: apt chromium, pip playwright; Node 20 and npm must exist).
 # CONVO_SKIP_DOCKER=1 leaves the docker tier out, CONVO_SKIP_UI=1 the UI tier,
-# CONVO_SKIP_RELIABILITY=1 the reliability tier (each says so).
+# CONVO_SKIP_RELIABILITY=1 the reliability tier, CONVO_SKIP_FRESH=1 the fresh-machine tier
+# (each says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,13 +53,24 @@ fi
 
 echo "== tests"
 mkdir -p test-output
-"$PYTHON" -m pytest -p no:cacheprovider -q "${PYTEST_UI[@]}" "$@" tests --ignore=tests/reliability
+"$PYTHON" -m pytest -p no:cacheprovider -q "${PYTEST_UI[@]}" "$@" tests --ignore=tests/reliability \
+    --ignore=tests/fresh
 
 if [[ ${CONVO_SKIP_RELIABILITY:-0} == 1 ]]; then
     echo "== reliability tier SKIPPED (CONVO_SKIP_RELIABILITY=1)"
 else
     echo "== reliability tier: faults, load, hostile input, security"
     "$PYTHON" -m pytest -p no:cacheprovider -q "$@" tests/reliability
+fi
+
+# The fresh-machine tier: scripts/lab.sh (the main job) run into a new virtual environment
+# with only what it installs, every example notebook against it, then Ctrl-C must stop all
+# it started (tests/fresh; a few minutes, pip's cache keeps it off the network but PyPI).
+if [[ ${CONVO_SKIP_FRESH:-0} == 1 ]]; then
+    echo "== fresh-machine tier SKIPPED (CONVO_SKIP_FRESH=1)"
+else
+    echo "== fresh-machine tier: lab.sh into a new venv, every notebook, Ctrl-C"
+    "$PYTHON" -m pytest -p no:cacheprovider -q "$@" tests/fresh
 fi
 
 if [[ ${CONVO_SKIP_DOCKER:-0} == 1 ]]; then
