@@ -63,18 +63,36 @@ def notebook_server(
         server.stop()
 
 
-def execute(path: Path, server: JupyterServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+def execute(path: Path, server: JupyterServer, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Run the notebook top to bottom twice in a row, as a user who runs it again would;
+    after each run nothing it started may still run. Returns both executed notebooks."""
     for name, value in server.env().items():
         monkeypatch.setenv(name, value)  # the kernel finds the server the way a user's does
-    notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        notebook,
-        kernel_name="python3",
-        timeout=CELL_TIMEOUT,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
-    return notebook
+    runs = []
+    for _ in range(2):
+        notebook = nbformat.read(path, as_version=4)
+        client = NotebookClient(
+            notebook,
+            kernel_name="python3",
+            timeout=CELL_TIMEOUT,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
+        assert_nothing_left_running(server, path.name)
+        runs.append(notebook)
+    return runs
+
+
+def assert_nothing_left_running(server: JupyterServer, name: str) -> None:
+    """No conversation runs once the notebook is done (this server runs only notebooks)."""
+    with server.client() as client:
+        running = [
+            f"{item['id']} ({item.get('title')})"
+            for status in ("STARTING", "RUNNING")
+            for item in client.search(status=status, limit=100)["items"]
+        ]
+        assert running == [], f"{name} left conversations running: {running}"
+        assert client.runtimes() == [], f"{name} left agent loops running"
 
 
 def printed(notebook: Any) -> str:
@@ -110,49 +128,49 @@ def test_every_notebook_has_a_script_and_explains_itself() -> None:
 def test_quickstart(
     notebook_copy: Path, notebook_server: JupyterServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    notebook = execute(notebook_copy / "quickstart.ipynb", notebook_server, monkeypatch)
-
-    text = printed(notebook)
-    assert "0 1 1 2 3 5 8 13 21 34" in text
-    assert "ending with 233 and 377" in text
+    for notebook in execute(notebook_copy / "quickstart.ipynb", notebook_server, monkeypatch):
+        text = printed(notebook)
+        assert "0 1 1 2 3 5 8 13 21 34" in text
+        assert "ending with 233 and 377" in text
+        assert "Stopped conversation" in text
+        assert "step 9: reproduced" in text  # the replay of runs/sales-summary
+        views = outputs_with(notebook, WIDGET_VIEW)
+        assert len(views) == 2  # the start cell and the send cell
+        # Every step of the agent worked, the second run's too (its workspace starts empty).
+        assert all("convo-error" not in view["data"]["text/html"] for view in views)
+        # Saved with the notebook: a readable transcript next to each widget, brought up to
+        # date by wait() (GitHub and nbconvert show it instead of a blank widget).
+        start_view = views[0]["data"]
+        assert "ending with 233 and 377" in start_view["text/html"]
+        assert "python hello.py" in start_view["text/plain"]
+        assert "<table>" in str(outputs_with(notebook, "text/html"))  # %convo list
     assert "range(15)" in (notebook_copy / "quickstart_workspace" / "hello.py").read_text()
-    assert "Stopped conversation" in text
-    views = outputs_with(notebook, WIDGET_VIEW)
-    assert len(views) == 2  # the start cell and the send cell
-    # Saved with the notebook: a readable transcript next to each widget, brought up to
-    # date by wait() (GitHub and nbconvert show it instead of a blank widget).
-    start_view = views[0]["data"]
-    assert "ending with 233 and 377" in start_view["text/html"]
-    assert "python hello.py" in start_view["text/plain"]
-    assert "<table>" in str(outputs_with(notebook, "text/html"))  # %convo list
 
 
 def test_clean_sales(
     notebook_copy: Path, notebook_server: JupyterServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    notebook = execute(notebook_copy / "clean_sales.ipynb", notebook_server, monkeypatch)
-
-    text = printed(notebook)
-    assert "26 rows before, 22 after" in text
-    assert "finished" in text and "March is the best month" in text
-    images = outputs_with(notebook, "image/png")
-    assert images, "the notebook shows the agent's plot"
+    for notebook in execute(notebook_copy / "clean_sales.ipynb", notebook_server, monkeypatch):
+        text = printed(notebook)
+        assert "26 rows before, 22 after" in text
+        assert "finished" in text and "March is the best month" in text
+        images = outputs_with(notebook, "image/png")
+        assert images, "the notebook shows the agent's plot"
+        transcript = outputs_with(notebook, WIDGET_VIEW)[0]["data"]["text/html"]
+        assert '<img alt="plot" src="data:image/png;base64,' in transcript
     saved = (notebook_copy / "data" / "revenue_by_month.png").read_bytes()
     assert saved.startswith(b"\x89PNG")
-    transcript = outputs_with(notebook, WIDGET_VIEW)[0]["data"]["text/html"]
-    assert '<img alt="plot" src="data:image/png;base64,' in transcript
 
 
 def test_steering(
     notebook_copy: Path, notebook_server: JupyterServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    notebook = execute(notebook_copy / "steering.ipynb", notebook_server, monkeypatch)
-
-    text = printed(notebook)
-    assert "REJECT  command rm -rf ./*" in text
-    assert "CONFIRM command rm build.tmp cache.tmp" in text
-    assert "['notes.txt', 'run.log']" in text
-    assert "`run.log` is 20 bytes." in text
+    for notebook in execute(notebook_copy / "steering.ipynb", notebook_server, monkeypatch):
+        text = printed(notebook)
+        assert "REJECT  command rm -rf ./*" in text
+        assert "CONFIRM command rm build.tmp cache.tmp" in text
+        assert "['notes.txt', 'run.log']" in text
+        assert "`run.log` is 20 bytes." in text
     assert sorted(p.name for p in (notebook_copy / "steering_demo").iterdir()) == [
         "notes.txt",
         "run.log",
