@@ -16,13 +16,16 @@ pytestmark = pytest.mark.integration
 TIMEOUT = 120.0
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "jupyter_convo.cli", *args],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
         cwd=cwd,
+        env=env,
         check=False,
     )
 
@@ -77,15 +80,7 @@ def test_a_missing_file_is_said_plainly_before_any_server_is_looked_for(
     (tmp_path / "runtime").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_CONVO_")}
     env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
-    done = subprocess.run(
-        [sys.executable, "-m", "jupyter_convo.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        cwd=tmp_path,
-        env=env,
-        check=False,
-    )
+    done = cli(*args, cwd=tmp_path, env=env)
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"jupyter convo: {args[1]} does not exist"), done.stderr
     assert "pattern" not in done.stderr and "Traceback" not in done.stderr
