@@ -71,3 +71,26 @@ def test_import_reports_its_new_id_and_bad_files_in_one_line(
     assert errors[0].startswith("%convo: the server refused: invalid export: not a zip file")
     assert errors[0].endswith("(HTTP 400)")
     assert errors[1] == f"%convo: {tmp_path / 'missing-folder'} does not exist"
+
+
+def test_a_local_export_becomes_a_notebook_or_a_local_replay_as_in_the_cli(
+    shell: Any, magics: ConvoMagics, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebook_path = tmp_path / "example.ipynb"
+    assert shell.run_cell(f"%convo notebook {EXAMPLE} -o {notebook_path}").success
+    notebook = nbformat.read(notebook_path, as_version=4)
+    assert notebook.metadata["jupyter_convo"]["conversation_id"] == "example-sales-summary"
+
+    target = tmp_path / "replayed"
+    result = shell.run_cell(f"summary = %convo replay {EXAMPLE} --local {target}")
+    assert result.success, result.error_in_exec
+    summary = shell.user_ns["summary"]
+    assert (summary["kind"], summary["steps"], summary["reproduced"]) == ("replay_summary", 9, 9)
+    assert (target / "workspace" / "summary.txt").is_file()
+    out = capsys.readouterr().out
+    assert "as the notebook" in out and "step 9: reproduced" in out
+
+    assert shell.run_cell("%convo replay missing.zip").success
+    assert capsys.readouterr().err.strip() == (
+        "%convo: missing.zip does not exist (and is not a conversation id)"
+    )
