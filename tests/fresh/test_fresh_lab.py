@@ -143,6 +143,12 @@ def _pump(stream: IO[bytes], log_path: Path, found: list[str], ready: threading.
     ready.set()  # lab.sh ended: wake the waiter, which then sees no URL
 
 
+def _as_a_terminal_job() -> None:
+    """A terminal's foreground job gets Ctrl-C, whatever this test process inherited (a
+    job started with ``&`` by a script, as some CI runners do, ignores SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_lab(checkout: Path, python: Path, env: dict[str, str], log_path: Path) -> Lab:
     token = secrets.token_hex(16)
     proc = subprocess.Popen(
@@ -160,6 +166,7 @@ def start_lab(checkout: Path, python: Path, env: dict[str, str], log_path: Path)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=_as_a_terminal_job,
     )
     assert proc.stdout is not None
     found: list[str] = []
@@ -260,6 +267,16 @@ def command_line(proc: psutil.Process) -> str:
     return ""
 
 
+def still_running(processes: list[psutil.Process]) -> list[str]:
+    """The ones still alive (not zombies: those are dead, waiting for their parent)."""
+    alive = []
+    for proc in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{proc.pid} {command_line(proc)}")
+    return alive
+
+
 def rest_until_idle(client: ConvoClient, **options: object) -> str:
     updates = list(client.stream_start(**options))
     task = updates[-1]
@@ -304,10 +321,31 @@ def test_ctrl_c_stops_everything_lab_sh_started(lab: Lab) -> None:
     os.killpg(lab.proc.pid, signal.SIGINT)  # what Ctrl-C in lab.sh's terminal does
     lab.proc.wait(EXIT_TIMEOUT)
 
-    left = [
-        f"{proc.pid} {command_line(proc)}"
-        for proc in processes
-        if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    ]
+    left = still_running(processes)
     assert left == [], "still running after Ctrl-C:\n" + "\n".join(left) + "\n" + lab.log_text()
     assert list(lab.data_dir.glob("conversations/*/runtime.json")) == []
+
+
+def test_sigterm_to_lab_sh_alone_stops_it_and_it_starts_again(lab: Lab) -> None:
+    """What ``kill PID`` or a service manager does: signal lab.sh only, not its group.
+    The start is lab.sh's second one on this venv: the install step has nothing to do."""
+    if lab.proc.poll() is None:  # run on its own: end the first start the Ctrl-C way
+        os.killpg(lab.proc.pid, signal.SIGINT)
+        lab.proc.wait(EXIT_TIMEOUT)
+    again = start_lab(lab.checkout, lab.python, lab.env, lab.log_path.with_name("lab-2.log"))
+    try:
+        processes = psutil.Process(again.proc.pid).children(recursive=True)
+        again.seen.extend(processes)
+        lines = [command_line(proc) for proc in processes]
+        assert any("jupyterlab" in line for line in lines), lines
+        assert any("jupyter_convo.testing" in line for line in lines), lines  # the demo LLM
+        with again.client() as client:
+            assert client.runtimes() == []  # nothing left over from the first start
+
+        again.proc.send_signal(signal.SIGTERM)
+        again.proc.wait(EXIT_TIMEOUT)
+
+        left = still_running(processes)
+        assert left == [], "still running after SIGTERM:\n" + "\n".join(left)
+    finally:
+        stop(again)
