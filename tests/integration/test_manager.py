@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from signal_helpers import inherited_signals, process_signal_state
 
 from jupyter_convo.agent.settings import AgentSettings
 from jupyter_convo.events.inputs import MessageInput
@@ -351,6 +352,21 @@ async def test_killed_runtime_turns_the_conversation_to_error(
     assert not await manager.is_agent_loop_running(cid)
     assert not (manager.config.data_dir / "conversations" / cid / "runtime.json").exists()
     await stream.close()
+
+
+async def test_a_runtime_started_with_signals_ignored_gets_default_signal_handling(
+    make_manager: MakeManager, settings: AgentSettings, scripted_llm: ScriptedLLM
+) -> None:
+    """A server started in the background inherits ignored signals and a blocked mask:
+    the runtimes it starts must not (their shells and kernels would ignore Ctrl-C)."""
+    scripted_llm.add_script([reply("hello")])
+    manager = await make_manager()
+    with inherited_signals():  # the runtime starts now, as under such a server
+        cid = await create_ready(manager, settings, "signals")
+    runtime = process_signal_state(runtime_record(manager.config.data_dir, cid)["pid"])
+    assert runtime.blocked == frozenset()
+    assert runtime.ignored <= {signal.SIGPIPE, signal.SIGXFSZ}  # what Python ignores itself
+    await manager.close_session(cid)
 
 
 async def test_start_failure_reports_the_reason(
