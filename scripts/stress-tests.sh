@@ -102,12 +102,6 @@ declare -A PASSED=()
 declare -A FAILURES=()  # test id -> "tier round, ..."
 FAILED_RUNS=()
 
-signal_note() {
-    local ignored
-    ignored=$(awk '/^SigIgn:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo "?")
-    echo "pytest pid $1, SigIgn $ignored"
-}
-
 run_tier() {
     local tier=$1 round=$2 log=$3 status=0 finished="" args prefix=()
     read -r -a args <<<"$(tier_args "$tier")"
@@ -115,6 +109,9 @@ run_tier() {
     local command=("${prefix[@]}" "$PYTHON" -m pytest -p no:cacheprovider -q -rfEs
         "${args[@]}" "${PYTEST_EXTRA[@]}")
     echo "== round $round/$ROUNDS, tier $tier: ${command[*]}" | tee -a "$log"
+    # Log the signals the job really has, from inside it, then become pytest (same pid).
+    command=(bash -c 'echo "   job signals: $(grep -E "^Sig(Ign|Blk)" /proc/self/status | xargs)"
+        exec "$@"' stress-job "${command[@]}")
     if ((BACKGROUND)); then
         # A background job of a non-interactive shell: SIGINT and SIGQUIT ignored, stdin
         # from /dev/null, exactly as `cmd &`, nohup and CI runners start it.
@@ -125,7 +122,6 @@ run_tier() {
         set +m
     fi
     JOB_PID=$!
-    echo "   $(signal_note "$JOB_PID")" | tee -a "$log"
     sleep "$ROUND_TIMEOUT" &
     WATCHDOG_PID=$!
     wait -n -p finished "$JOB_PID" "$WATCHDOG_PID" || status=$?
@@ -140,6 +136,7 @@ run_tier() {
     fi
     JOB_PID=""
     WATCHDOG_PID=""
+    grep -m1 "^   job signals:" "$log" || true
     tail -n 1 "$log" | sed 's/^/   /'
     return "$status"
 }
