@@ -686,6 +686,10 @@ class NestedConversationManager(ConversationManager):
                     raise ConversationStartError(
                         f"the runtime could not start the conversation: {exc.message}"
                     ) from exc
+                # Fold what the runtime logged while starting (STARTING_RUNTIME, READY...)
+                # before the start returns: relayed later, it would turn the status the
+                # caller sees back to STARTING for a moment.
+                await relay.sync_from_log()
                 relay.attach(handle.url, key)
                 runtime.ready = True
                 self._watch(runtime)

@@ -39,11 +39,24 @@ SETUP_HINT = (
 )
 
 
+_left_out: list[str] = []
+
+
 def pytest_ignore_collect(collection_path: Path) -> bool | None:
     """Leave the tier out unless it was asked for (see the module doc)."""
     if os.environ.get(OPT_IN_ENV) != "1" and collection_path.name.startswith("test_"):
+        _left_out.append(collection_path.name)
         return True
     return None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say that the tier was left out, as ``-rs`` says why a test was skipped."""
+    if _left_out:
+        terminalreporter.write_line(
+            f"docker tier left out ({', '.join(_left_out)}): set {OPT_IN_ENV}=1 to run "
+            f"it ({SETUP_HINT})"
+        )
 
 
 # --- the engine ----------------------------------------------------------------------------

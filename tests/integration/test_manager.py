@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from signal_helpers import inherited_signals, process_signal_state
 
 from jupyter_convo.agent.settings import AgentSettings
 from jupyter_convo.events.inputs import MessageInput
@@ -364,6 +365,61 @@ async def test_killed_runtime_turns_the_conversation_to_error(
     assert not await manager.is_agent_loop_running(cid)
     assert not (manager.config.data_dir / "conversations" / cid / "runtime.json").exists()
     await stream.close()
+
+
+def ready_status_ids(data_dir: Path, conversation_id: str) -> list[int]:
+    """Ids of the runtime's READY status events in the log."""
+    return [
+        e.id
+        for e in read_log(data_dir, conversation_id)
+        if isinstance(e, StatusEvent) and e.status == "READY"
+    ]
+
+
+async def test_start_and_restart_return_with_the_status_the_runtime_reached(
+    make_manager: MakeManager, settings: AgentSettings, scripted_llm: ScriptedLLM
+) -> None:
+    """When a start returns, the metadata has folded the runtime's start (its READY): a
+    STARTING_RUNTIME relayed after the return used to set the status back to STARTING."""
+    scripted_llm.add_script([reply("working"), reply("again")])
+    manager = await make_manager()
+    data_dir = manager.config.data_dir
+    cid = await create_ready(manager, settings, "restart me")
+    meta = manager.metadata(cid, "ada")  # no await since READY: nothing relayed meanwhile
+    assert meta.status is ConversationStatus.RUNNING
+    assert meta.last_event_id >= ready_status_ids(data_dir, cid)[-1]
+    stream = Collector(manager.subscribe(cid))
+    await stream.wait_for(awaiting_input, "idle")
+    os.killpg(runtime_record(data_dir, cid)["pgid"], signal.SIGKILL)
+    await stream.wait_for(
+        lambda e: isinstance(e, ErrorEvent) and e.code == RUNTIME_DIED, "RUNTIME_DIED"
+    )
+    assert manager.metadata(cid, "ada").status is ConversationStatus.ERROR
+
+    info = await manager.maybe_start_agent_loop(cid, user_id="ada", settings=settings)
+    meta = manager.metadata(cid, "ada")
+    assert info.status == ConversationStatus.RUNNING.value
+    assert meta.status is ConversationStatus.RUNNING and meta.error is None
+    assert meta.last_event_id >= ready_status_ids(data_dir, cid)[-1]
+    await manager.send_event_to_conversation(cid, MessageInput(text="go on"))
+    await stream.wait_for(agent_says("again"), "the answer after the restart")
+    assert manager.metadata(cid, "ada").status is ConversationStatus.RUNNING
+    await stream.close()
+
+
+async def test_a_runtime_started_with_signals_ignored_gets_default_signal_handling(
+    make_manager: MakeManager, settings: AgentSettings, scripted_llm: ScriptedLLM
+) -> None:
+    """A server started in the background inherits ignored signals and a blocked mask:
+    the runtimes it starts must not (their shells and kernels would ignore Ctrl-C)."""
+    scripted_llm.add_script([reply("hello")])
+    manager = await make_manager()
+    with inherited_signals():  # the runtime starts now, as under such a server
+        cid = await create_ready(manager, settings, "signals")
+    runtime = process_signal_state(runtime_record(manager.config.data_dir, cid)["pid"])
+    assert runtime.blocked == frozenset()
+    assert runtime.ignored <= {signal.SIGPIPE, signal.SIGXFSZ}  # what Python ignores itself
+    await manager.close_session(cid)
 
 
 async def test_start_failure_reports_the_reason(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import pytest_asyncio
 from jupyter_client.manager import AsyncKernelManager
 from pydantic import SecretStr
+from signal_helpers import SignalState, inherited_signals, process_signal_state, signal_state
 
 from jupyter_convo.agent.settings import AgentSettings
 from jupyter_convo.agent.tools.python import PythonTool
@@ -156,6 +158,41 @@ async def test_timeout_interrupts_and_keeps_state(shared: PythonTool) -> None:
     after = await run(shared, "kept")
     assert after.result == {"text/plain": "'still here'"}
     assert not after.timed_out
+
+
+async def test_a_kernel_started_with_signals_ignored_gets_default_signal_handling(
+    tmp_path: Path,
+) -> None:
+    """A runtime started in the background inherits ignored signals and a blocked mask;
+    the kernel it starts (and what the agent's code starts in it) must not."""
+    tool = make_tool(tmp_path)
+    try:
+        with inherited_signals():  # the kernel starts now, as under such a runtime
+            await run(tool, "kept = 'still here'")
+        pid = tool.session.kernel_pid
+        assert pid is not None
+        kernel = process_signal_state(pid)
+        assert kernel.blocked == frozenset()
+        # ipykernel ignores SIGINT between executions, Python ignores SIGPIPE and SIGXFSZ.
+        assert kernel.ignored <= {signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ}
+        child = await run(
+            tool,
+            "import subprocess\n"
+            "print(subprocess.run(['grep', '^Sig', '/proc/self/status'], capture_output=True, "
+            "text=True).stdout)",
+        )
+        assert signal_state(child.stdout) == SignalState(frozenset(), frozenset())
+        interrupted = await run(tool, "import time\ntime.sleep(60)", timeout=1)
+        assert interrupted.timed_out
+        assert interrupted.error is not None
+        assert interrupted.error.ename == "KeyboardInterrupt"
+        after = await run(tool, "kept")
+        assert after.result == {"text/plain": "'still here'"}
+    finally:
+        pid = tool.session.kernel_pid
+        await tool.close()
+        if pid is not None:
+            await wait_gone(pid)
 
 
 async def test_a_dead_kernel_is_reported_and_replaced(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from signal_helpers import SignalState, inherited_signals, signal_state
 
 from jupyter_convo.agent.settings import AgentSettings
 from jupyter_convo.agent.tools.terminal import TerminalTool
@@ -137,6 +138,24 @@ async def test_timeout_interrupts_the_command_not_the_shell(terminal: TerminalTo
     after = await run(terminal, "echo $KEPT; pwd")
     assert after.output == "yes\n/tmp\n"
     assert not after.timed_out
+
+
+async def test_a_shell_started_with_signals_ignored_still_interrupts_on_timeout(
+    terminal: TerminalTool,
+) -> None:
+    """A server started in the background (``&``, nohup, CI) inherits SIGINT ignored; the
+    shell it starts must not pass that on, or every timeout becomes a kill."""
+    with inherited_signals():  # the shell starts now, as under such a server
+        await run(terminal, "export KEPT=yes")
+    status = await run(terminal, "grep ^Sig /proc/self/status")
+    assert signal_state(status.output) == SignalState(frozenset(), frozenset())
+    result = await run(terminal, "echo started; sleep 60; echo never", timeout=1)
+    assert result.timed_out
+    assert result.exit_code == 130
+    assert "timed out after 1 s and was interrupted (Ctrl-C)" in result.output
+    assert "never" not in result.output
+    after = await run(terminal, "echo $KEPT")
+    assert after.output == "yes\n"
 
 
 async def test_timeout_breaks_shell_loops(terminal: TerminalTool) -> None:

@@ -75,8 +75,8 @@ def open_lab(
     browser: Any, server: LabServer, console: list[str] | None = None
 ) -> tuple[Any, Any, list[str]]:
     """A fresh context and page on JupyterLab (a workspace of its own, so no layout from
-    another test is restored), once its shell is up. Uncaught page errors are collected in
-    the list answered; console lines in ``console``."""
+    another test is restored), once its shell is up and its Launcher focused. Uncaught
+    page errors are collected in the list answered; console lines in ``console``."""
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
@@ -87,6 +87,12 @@ def open_lab(
     page.goto(server.lab_url(f"lab/workspaces/test-{uuid.uuid4().hex[:12]}"))
     page.wait_for_selector("#jp-main-dock-panel", state="visible", timeout=60_000)
     page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=60_000)
+    # The workspace is new, so its main area is empty: once the layout and the file
+    # browser are restored (after the splash), JupyterLab opens a Launcher and focuses it.
+    # A test acting before that loses focus to it (the command palette closes on blur).
+    page.wait_for_function(
+        "document.activeElement?.closest('.jp-Launcher') != null", timeout=60_000
+    )
     return context, page, errors
 
 

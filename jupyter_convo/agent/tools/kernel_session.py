@@ -117,9 +117,9 @@ class KernelSession:
         env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         # IPC sockets in a private directory: no TCP ports for other local users to probe.
         self._socket_dir = Path(tempfile.mkdtemp(prefix="convo-kernel-"))
-        from jupyter_client.manager import AsyncKernelManager
+        from .kernel_manager import DefaultSignalsKernelManager
 
-        manager = AsyncKernelManager(
+        manager = DefaultSignalsKernelManager(
             kernel_name="python3",
             transport="ipc",
             ip=str(self._socket_dir / "ipc"),

@@ -3,7 +3,9 @@
 Why a pty and an interactive shell: job control then puts every command in its own
 process group in the terminal's foreground, so Ctrl-C written to the pty interrupts the
 command (and aborts the rest of its line, loops included) while the shell survives with
-its working directory, variables and functions intact.
+its working directory, variables and functions intact. Bash starts through
+``jupyter_convo.spawn`` with default signal handling: under a server started in the
+background it would otherwise inherit SIGINT ignored, and Ctrl-C would do nothing.
 
 Each command is written to a private script file and sourced with stdin from /dev/null
 (so a command that reads input sees end-of-file instead of swallowing our next line).
@@ -33,6 +35,8 @@ import termios
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ...spawn import with_default_signals
 
 log = logging.getLogger(__name__)
 
@@ -185,15 +189,10 @@ class BashSession:
         try:
             _configure_terminal(slave, master)
             bash = shutil.which("bash", path=self._env.get("PATH")) or "/bin/bash"
+            command = [bash, "--norc", "--noprofile", "-c", _LAUNCH]
+            command += [bash, str(rcfile), os.ttyname(slave)]
             self._proc = await asyncio.create_subprocess_exec(
-                bash,
-                "--norc",
-                "--noprofile",
-                "-c",
-                _LAUNCH,
-                bash,
-                str(rcfile),
-                os.ttyname(slave),
+                *with_default_signals(command, self._env),
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,

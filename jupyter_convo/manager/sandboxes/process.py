@@ -2,7 +2,8 @@
 
 Every runtime gets its own process group (``start_new_session``), so stopping it takes its
 children along, and it outlives the server: the record in ``runtime.json`` (pid, process
-group, port) lets a restarted server find it again. The session key reaches the child only
+group, port) lets a restarted server find it again. It starts with default signal handling
+(``jupyter_convo.spawn``) whatever the server inherited. The session key reaches the child only
 through its environment.
 """
 
@@ -13,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Mapping
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from ...spawn import with_default_signals
 from .base import RuntimeHandle, Sandbox, SandboxStartError
 
 log = logging.getLogger(__name__)
@@ -98,11 +101,15 @@ class ProcessSandbox(Sandbox):
         (conv_dir / READY_FILE_NAME).unlink(missing_ok=True)
         log_path = conv_dir / LOG_FILE_NAME
         child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        if shutil.which(self.python_executable, path=child_env.get("PATH")) is None:
+            raise SandboxStartError(
+                f"could not run {self.python_executable!r}: not an executable file"
+            )
         log.info("starting a process runtime for conversation %s", conversation_id)
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.command(conversation_id),
+                *with_default_signals(self.command(conversation_id), child_env),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log_fd,
