@@ -145,20 +145,18 @@ class Workspace:
             )
 
     def _same_mount(self, fd: int, info: os.stat_result) -> bool:
-        """Whether the open file is on the workspace root's mount (mount ids where /proc
-        has them, which also tells bind mounts of one file system apart; else devices)."""
+        """Whether the open file is on the workspace root's mount: mount ids where /proc
+        has them (they also tell bind mounts of one file system apart, and stay the same
+        across an overlay's layers, whose files may report other devices); else devices."""
         try:
-            root_info = os.stat(self.root)
+            root_fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC)
         except OSError:
             return False
-        if root_info.st_dev != info.st_dev:
-            return False
-        mount = _mount_id(fd)
-        if mount is None:
-            return True
-        root_fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC)
         try:
-            return _mount_id(root_fd) in (None, mount)
+            mount, root_mount = _mount_id(fd), _mount_id(root_fd)
+            if mount is not None and root_mount is not None:
+                return mount == root_mount
+            return os.fstat(root_fd).st_dev == info.st_dev
         finally:
             os.close(root_fd)
 
