@@ -12,22 +12,11 @@ the runtime serves the conversation) or stop them. Linux only (elsewhere: none f
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path
 
 from .base import RuntimeHandle
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Process:
-    pid: int
-    ppid: int
-    args: list[str]
 
 
 def runtime_processes(
@@ -42,17 +31,17 @@ def runtime_processes(
     the ``known`` pids, as handles: the outermost process of each runtime (a launcher
     wrapping the interpreter counts once)."""
     root = conversations_root.resolve()
-    processes = _processes()
     matching: dict[int, str] = {}
-    for process in processes.values():
-        conversation_id = _runtime_conversation(process.args, root, module)
-        if conversation_id is not None:
-            matching[process.pid] = conversation_id
+    for pid, args in _candidates(module.encode()):
+        conversation_id = _runtime_conversation(args, root, module)
+        if conversation_id is not None and _alive(pid):
+            matching[pid] = conversation_id
     handles = []
     for pid, conversation_id in matching.items():
-        if _has_ancestor(pid, processes, set(matching)):
+        ancestors = _ancestors(pid)
+        if ancestors & set(matching):
             continue  # the interpreter inside a launcher that matched already
-        if pid in known or _has_ancestor(pid, processes, set(known)):
+        if pid in known or ancestors & set(known):
             continue
         try:
             pgid = os.getpgid(pid)
@@ -73,8 +62,10 @@ def runtime_processes(
     return handles
 
 
-def _processes() -> dict[int, _Process]:
-    found: dict[int, _Process] = {}
+def _candidates(needle: bytes) -> list[tuple[int, list[str]]]:
+    """(pid, arguments) of the processes whose command line mentions ``needle`` (one read
+    per process: a start runs this scan)."""
+    found: list[tuple[int, list[str]]] = []
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -82,19 +73,43 @@ def _processes() -> dict[int, _Process]:
     for name in entries:
         if not name.isdigit():
             continue
-        pid = int(name)
         try:
-            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                raw = handle.read()
         except OSError:
             continue
-        # Fields after the parenthesised command name: state, ppid, ...
-        fields = stat.rpartition(")")[2].split()
-        if len(fields) < 2 or fields[0] == "Z":
-            continue
-        args = [arg.decode("utf-8", "surrogateescape") for arg in raw.split(b"\0") if arg]
-        found[pid] = _Process(pid, int(fields[1]), args)
+        if needle in raw:
+            args = [arg.decode("utf-8", "surrogateescape") for arg in raw.split(b"\0") if arg]
+            found.append((int(name), args))
     return found
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name: state, ppid, ..."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+    except OSError:
+        return []
+    return stat.rpartition(")")[2].split()
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != "Z"
+
+
+def _ancestors(pid: int) -> set[int]:
+    found: set[int] = set()
+    current = pid
+    while True:
+        fields = _stat_fields(current)
+        if len(fields) < 2:
+            return found
+        parent = int(fields[1])
+        if parent <= 1 or parent in found:
+            return found
+        found.add(parent)
+        current = parent
 
 
 def _runtime_conversation(args: list[str], root: Path, module: str) -> str | None:
@@ -121,17 +136,6 @@ def _option(args: list[str], name: str) -> str | None:
             return args[index + 1]
     prefix = name + "="
     return next((arg[len(prefix) :] for arg in args if arg.startswith(prefix)), None)
-
-
-def _has_ancestor(pid: int, processes: dict[int, _Process], ancestors: set[int]) -> bool:
-    seen: set[int] = set()
-    current = processes.get(pid)
-    while current is not None and current.ppid not in seen and current.ppid > 1:
-        if current.ppid in ancestors:
-            return True
-        seen.add(current.ppid)
-        current = processes.get(current.ppid)
-    return False
 
 
 def _ready_port(path: Path) -> int:
