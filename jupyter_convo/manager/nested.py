@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..agent.settings import AgentSettings, LLMConfig
 from ..agent.workspace import Workspace
@@ -103,6 +103,7 @@ UPSTREAM_RETRY_DELAY = 0.5
 _WORKSPACE_ERROR_STATUS = {400: 400, 403: 403, 404: 404, 413: 413, 415: 415}
 
 Progress = Callable[[StartTaskStatus], None]
+_T = TypeVar("_T")
 
 
 @dataclass(eq=False)
@@ -1182,27 +1183,32 @@ class NestedConversationManager(ConversationManager):
 
     # --- workspace ----------------------------------------------------------------------------
 
-    def _offline_workspace(self, conversation_id: str) -> Workspace:
-        meta = self._existing(conversation_id)
-        return Workspace(self._workspace_root(conversation_id, meta.workspace))
+    async def _offline(self, conversation_id: str, work: Callable[[Workspace], _T]) -> _T:
+        """Serve the workspace from disk (no runtime runs), under the conversation's lock:
+        a delete holds it, so a read or upload racing it cannot bring the folder back."""
+        async with self._conversation_lock(conversation_id):
+            meta = self._existing(conversation_id)
+            root = self._workspace_root(conversation_id, meta.workspace)
+            with _workspace_errors():
+                return await asyncio.to_thread(lambda: work(Workspace(root)))
 
     async def list_files(self, conversation_id: str, path: str | None = None) -> list[str]:
         runtime = self._runtimes.get(conversation_id)
         if runtime is not None and runtime.ready:
             with _workspace_errors():
                 return await runtime.client.list_files(path)
-        workspace = self._offline_workspace(conversation_id)
-        with _workspace_errors():
-            return await asyncio.to_thread(workspace_files.list_entries, workspace, path)
+        return await self._offline(
+            conversation_id, lambda workspace: workspace_files.list_entries(workspace, path)
+        )
 
     async def select_file(self, conversation_id: str, file: str) -> str:
         runtime = self._runtimes.get(conversation_id)
         if runtime is not None and runtime.ready:
             with _workspace_errors():
                 return await runtime.client.select_file(file)
-        workspace = self._offline_workspace(conversation_id)
-        with _workspace_errors():
-            return await asyncio.to_thread(workspace_files.read_text, workspace, file)
+        return await self._offline(
+            conversation_id, lambda workspace: workspace_files.read_text(workspace, file)
+        )
 
     async def upload_files(self, conversation_id: str, files: list[FileUpload]) -> UploadResult:
         result = UploadResult(uploaded=[], skipped=[])
@@ -1226,8 +1232,9 @@ class NestedConversationManager(ConversationManager):
                 result.uploaded.extend(answer.get("uploaded", []))
                 result.skipped.extend(answer.get("skipped", []))
             return result
-        workspace = self._offline_workspace(conversation_id)
-        saved = await asyncio.to_thread(workspace_files.save_uploads, workspace, accepted)
+        saved = await self._offline(
+            conversation_id, lambda workspace: workspace_files.save_uploads(workspace, accepted)
+        )
         result.uploaded.extend(saved.uploaded)
         result.skipped.extend(saved.skipped)
         return result
@@ -1237,14 +1244,13 @@ class NestedConversationManager(ConversationManager):
         if runtime is not None and runtime.ready:
             with _workspace_errors():
                 return await runtime.client.workspace_zip()
-        workspace = self._offline_workspace(conversation_id)
 
-        def build() -> bytes:
+        def build(workspace: Workspace) -> bytes:
             buffer = io.BytesIO()
             workspace_files.write_zip(workspace, buffer)
             return buffer.getvalue()
 
-        return await asyncio.to_thread(build)
+        return await self._offline(conversation_id, build)
 
     # --- LLM ----------------------------------------------------------------------------------
 
