@@ -352,6 +352,7 @@ async def test_requests_racing_a_delete_are_404_or_409_never_500(
                 assert answer.status_code in (200, 202, 404, 409), (round_, statuses, answer.text)
                 if answer.status_code >= 400:
                     assert answer.headers["content-type"].startswith("application/json")
+                    assert "Unhandled" not in answer.json()["message"], answer.text
             assert (await alice.get(base)).status_code == 404
     left = [cid for cid in raced if (server.data_dir / "conversations" / cid).exists()]
     assert not left, "a deleted conversation came back"

@@ -163,7 +163,13 @@ class ConvoHandler(ScrubbedLogMixin, APIHandler):
 
     def _handle_request_exception(self, e: BaseException) -> None:
         mapped = http_error_for(e)
-        super()._handle_request_exception(mapped if mapped is not None else e)
+        if mapped is None:
+            super()._handle_request_exception(e)
+            return
+        try:  # tornado answers from sys.exc_info(): make it the mapped error
+            raise mapped from e
+        except web.HTTPError as error:
+            super()._handle_request_exception(error)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """JSON ``{message, reason}``, the message exactly as raised."""
