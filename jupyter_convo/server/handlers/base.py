@@ -27,6 +27,7 @@ from ...manager.base import (
 )
 from ...manager.owner import DataDirInUse
 from ...store.conversations import ConversationMetadata
+from ..models import ID_PATTERN
 from ..services import ConvoServices
 
 log = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ class ConvoHandler(ScrubbedLogMixin, APIHandler):
 
 
 _CONVERSATION_PATH = re.compile(r"^/conversations/(?P<id>[^/]+)(?:/|$)")
-_VALID_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_VALID_ID = re.compile(ID_PATTERN)
 
 
 class UnknownRouteHandler(ConvoHandler):
@@ -284,18 +285,4 @@ class UnknownRouteHandler(ConvoHandler):
     async def get(self, rest: str | None = None) -> None:
         self._not_found(rest)
 
-    @web.authenticated
-    async def post(self, rest: str | None = None) -> None:
-        self._not_found(rest)
-
-    @web.authenticated
-    async def put(self, rest: str | None = None) -> None:
-        self._not_found(rest)
-
-    @web.authenticated
-    async def patch(self, rest: str | None = None) -> None:
-        self._not_found(rest)
-
-    @web.authenticated
-    async def delete(self, rest: str | None = None) -> None:
-        self._not_found(rest)
+    post = put = patch = delete = get
