@@ -28,6 +28,7 @@ from ..events.log import EventLog
 from ..events.redact import SecretRegistry
 from ..manager.base import ConversationManager, ConversationNotRunning
 from ..manager.config import ManagerConfig
+from ..manager.owner import DataDirInUse
 from ..runtime.models import InitialMessage
 from ..share.importer import ImportLimits
 from ..store.conversations import ConversationMetadata, ConversationStore
@@ -114,6 +115,8 @@ class ConvoServices:
         if task is not None:
             try:
                 await task
+            except DataDirInUse:
+                pass  # said when it was refused; it never touched the data dir
             except Exception:
                 log.warning("jupyter-convo manager had failed to start", exc_info=True)
             try:
