@@ -5,7 +5,9 @@ the conversation's session key, one upstream event stream fanned out by an ``Eve
 and one watcher that notices when the runtime dies. Metadata in the store follows the event
 log (``MetadataFold``). Runtimes outlive the server by default and are found again by
 ``start``; a conversation whose runtime vanished turns to ERROR, with RUNTIME_DIED appended
-to its otherwise intact log.
+to its otherwise intact log. ``start`` first takes the data dir's owner lock (one manager per
+data dir, ``owner.py``) and also takes over runtimes that lost their record (or stops
+them), since each holds its conversation's log lock.
 
 Writes to a log: the runtime is its only writer while it runs. The manager appends (e.g.
 RUNTIME_DIED) only once the runtime's process is gone; the log's lock enforces this.
