@@ -154,6 +154,8 @@ async def test_a_runtime_that_cannot_be_taken_over_is_stopped_not_left_holding_t
 
 
 def test_the_owner_lock_names_no_token(server: LiveServer) -> None:
+    with server.client(ALICE) as alice:  # answered once the manager has started
+        assert alice.get("conversations/search").status_code == 200
     lock = json.loads((server.data_dir / "owner.lock").read_text())
     assert lock["pid"] == server.proc.pid and lock["url"] == server.url  # type: ignore[union-attr]
     assert "token" not in json.dumps(lock)
