@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -349,11 +350,24 @@ async def test_tokens_never_reach_the_server_log(server: LiveServer, conversatio
         with pytest.raises(HTTPClientError) as refused:
             await websocket_connect(url)
         assert refused.value.code in (400, 404)
-    log_text = server.log_text()
+    last = f"last-probe-{conversation[:8]}"
+    async with server.async_client(ALICE) as alice:
+        assert (await alice.get("conversations/search", params={last: "1"})).status_code == 400
+    log_text = await logged(server, last)  # the server's log is copied by another thread
     assert marker in log_text, "the refused requests were logged (the check can see them)"
     for token in ("alice-token", "bob-token"):
         assert token not in log_text, [line for line in log_text.splitlines() if token in line]
     assert "token=[secret]" in log_text
+
+
+async def logged(server: LiveServer, text: str, timeout: float = 30.0) -> str:
+    """The server's log once ``text`` is in it (bounded; fails loudly)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while text not in (log_text := server.log_text()):
+        assert loop.time() < deadline, f"{text!r} never reached the server log"
+        await asyncio.sleep(0.05)
+    return log_text
 
 
 # --- secrets in titles ---------------------------------------------------------------------
