@@ -33,6 +33,7 @@ KNOWN: dict[str, tuple[list[str], list[str]]] = {
     "bench_store": ([], ["--rows", "10000", "--repeat", "10"]),
     "bench_step": ([], ["--quick"]),
     "bench_relay": ([], ["--quick"]),
+    "bench_relay_memory": ([], ["--quick"]),
     "bench_runtime_start": ([], ["--runs", "3"]),
     "bench_process_start": ([], ["--runs", "3"]),
     "bench_start": ([], ["--runs", "3"]),
@@ -53,6 +54,7 @@ TARGETS = """\
 | first search page at 100,000 conversations <= 10 ms | bench_store |
 | step overhead <= 2 ms | bench_step |
 | idle runtime <= 60 MB RSS | bench_memory |
+| server RSS stops growing with relayed bytes (issue 11) | bench_relay_memory |
 | concurrent running conversations before errors | bench_capacity |
 """
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from ..agent.settings import AgentSettings, LLMConfig
 from ..events.inputs import UserInput
-from ..events.schema import Event
+from ..events.schema import Event, event_to_json
 from ..runtime.models import InitialMessage
 from ..store.conversations import ConversationMetadata, StartTask
 
@@ -71,6 +71,10 @@ class WorkspaceRequestError(ValueError):
 
 class ConversationManager(ABC):
     """Start, stop, reach and watch conversations' agent loops."""
+
+    # Who runs this manager (e.g. the server's URL), recorded in the data dir's owner lock
+    # so that a second server refused the data dir can name this one.
+    owner_details: dict[str, Any] = {}
 
     # --- lifecycle of the manager ---------------------------------------------------------
 
@@ -150,7 +154,20 @@ class ConversationManager(ABC):
         """Stored events after ``after_id``, then live ones, from the runtime or the log
         (an async generator: ``async for event in manager.subscribe(cid)``; close it with
         ``aclose()`` when leaving early). Ends when the conversation is deleted or the
-        manager shuts down; stays open across a stop and restart of the runtime."""
+        manager shuts down (raising ``ConversationNotFound`` when it was deleted); stays
+        open across a stop and restart of the runtime."""
+
+    async def subscribe_frames(
+        self, conversation_id: str, after_id: int = -1
+    ) -> AsyncGenerator[str, None]:
+        """``subscribe``, as WebSocket text frames (each event's JSON). Managers that fan
+        one event out to many subscribers serialize it once."""
+        events = self.subscribe(conversation_id, after_id)
+        try:
+            async for event in events:
+                yield event_to_json(event)
+        finally:
+            await events.aclose()
 
     @abstractmethod
     async def publish(self, conversation_id: str, event: Event) -> None:

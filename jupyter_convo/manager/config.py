@@ -38,6 +38,10 @@ class ManagerConfig(BaseModel):
     # On server shutdown: leave runtimes running (found again on the next start) or stop them.
     keep_runtimes_on_shutdown: bool = True
     upload_max_bytes: int = Field(default=50 * MIB, ge=1)
+    # An import may unpack to at most this many bytes (and 200 times its own size) and
+    # hold at most this many files.
+    import_max_unpacked_bytes: int = Field(default=1024 * MIB, ge=1)
+    import_max_files: int = Field(default=10_000, ge=1)
     # Stopped conversations not updated for this long are deleted on manager start;
     # None keeps them forever.
     conversation_max_age_seconds: float | None = Field(default=None, gt=0)

@@ -94,7 +94,10 @@ class MetadataFold:
         elif isinstance(event, ErrorEvent):
             self._set("error", describe_error(event.code, event.message))
             if event.code in FATAL_ERROR_CODES:
+                # The loop is gone: no agent runs on (logs from before the manager also
+                # logged the agent state with it).
                 self._set("status", ConversationStatus.ERROR)
+                self._set("agent_state", AgentState.ERROR.value)
         return True
 
     def _apply_agent_state(self, event: AgentStateEvent) -> None:

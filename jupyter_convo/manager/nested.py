@@ -5,7 +5,9 @@ the conversation's session key, one upstream event stream fanned out by an ``Eve
 and one watcher that notices when the runtime dies. Metadata in the store follows the event
 log (``MetadataFold``). Runtimes outlive the server by default and are found again by
 ``start``; a conversation whose runtime vanished turns to ERROR, with RUNTIME_DIED appended
-to its otherwise intact log.
+to its otherwise intact log. ``start`` first takes the data dir's owner lock (one manager per
+data dir, ``owner.py``) and also takes over runtimes that lost their record (or stops
+them), since each holds its conversation's log lock.
 
 Writes to a log: the runtime is its only writer while it runs. The manager appends (e.g.
 RUNTIME_DIED) only once the runtime's process is gone; the log's lock enforces this.
@@ -23,14 +25,22 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..agent.settings import AgentSettings, LLMConfig
 from ..agent.workspace import Workspace
 from ..events.inputs import UserInput
 from ..events.log import EventLog, EventLogLocked
 from ..events.redact import SecretRegistry
-from ..events.schema import ConversationStatus, ErrorEvent, Event, EventBase, TitleEvent
+from ..events.schema import (
+    AgentState,
+    AgentStateEvent,
+    ConversationStatus,
+    ErrorEvent,
+    Event,
+    EventBase,
+    TitleEvent,
+)
 from ..runtime import workspace as workspace_files
 from ..runtime.auth import SESSION_KEY_ENV
 from ..runtime.models import CreateConversationRequest, InitialMessage
@@ -42,6 +52,8 @@ from ..store.conversations import (
     new_id,
     utcnow,
 )
+from ..store.settings import SettingsStore, known_secrets
+from ..store.titles import clean_title
 from .base import (
     AgentLoopInfo,
     ConversationManager,
@@ -56,8 +68,9 @@ from .base import (
 from .config import ManagerConfig
 from .keys import load_or_create_server_secret, session_key
 from .metadata import RUNTIME_DIED, TOO_MANY_CONVERSATIONS, MetadataFold, describe_error
+from .owner import DataDirLock
 from .pool import WarmPool, WarmRuntime, remove_warm_leftovers
-from .relay import EventRelay
+from .relay import ConversationGone, EventRelay
 from .runtime_client import (
     RuntimeBadRequest,
     RuntimeClient,
@@ -89,9 +102,10 @@ UPSTREAM_DRAIN_TIMEOUT = 5.0
 # A lost upstream is re-checked this many times (doubling delay) before giving up on it.
 UPSTREAM_RETRIES = 3
 UPSTREAM_RETRY_DELAY = 0.5
-_WORKSPACE_ERROR_STATUS = {400: 400, 404: 404, 413: 413, 415: 415}
+_WORKSPACE_ERROR_STATUS = {400: 400, 403: 403, 404: 404, 413: 413, 415: 415}
 
 Progress = Callable[[StartTaskStatus], None]
+_T = TypeVar("_T")
 
 
 @dataclass(eq=False)
@@ -116,13 +130,17 @@ class NestedConversationManager(ConversationManager):
         *,
         store: ConversationStore | None = None,
         sandbox: Sandbox | None = None,
+        settings_store: SettingsStore | None = None,
     ) -> None:
         self.config = config
+        # Users' secrets, hidden in titles (with credential-named environment variables).
+        self.settings_store = settings_store
         config.conversations_root.mkdir(parents=True, exist_ok=True)
         self._owns_store = store is None
         self.store = store if store is not None else ConversationStore(config.db_path)
         self.sandbox = sandbox if sandbox is not None else make_sandbox(config)
         self._secret = load_or_create_server_secret(config.data_dir)
+        self.owner_lock = DataDirLock(config.data_dir)
         self._runtimes: dict[str, _Runtime] = {}
         self._starting: dict[str, str | None] = {}
         self._relays: dict[str, EventRelay] = {}
@@ -133,6 +151,8 @@ class NestedConversationManager(ConversationManager):
         self._start_jobs: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
+        # Set (and replaced) whenever a start ends or a runtime goes: see _make_room.
+        self._admission_changed = asyncio.Event()
         self.pool: WarmPool | None = None
         if config.warm_pool_size:
             self.pool = WarmPool(
@@ -179,6 +199,15 @@ class NestedConversationManager(ConversationManager):
         if self._closing:
             raise RuntimeError("the conversation manager is shutting down")
 
+    def user_secrets(self, user_id: str | None) -> SecretRegistry:
+        """What a title of ``user_id`` must not show: their API key and named secrets and
+        credential-named environment variables."""
+        return known_secrets(settings_store=self.settings_store, user_ids=[user_id])
+
+    def _clean_title(self, conversation_id: str, title: str | None) -> str | None:
+        meta = self.store.get(conversation_id)
+        return clean_title(title, self.user_secrets(meta.user_id if meta else None))
+
     def metadata(self, conversation_id: str, user_id: str | None) -> ConversationMetadata:
         meta = self.store.get(conversation_id)
         if meta is None or meta.user_id != user_id:
@@ -208,6 +237,8 @@ class NestedConversationManager(ConversationManager):
         if not fold.apply(event):
             return
         changes = fold.take_changes()
+        if changes.get("title") is not None:
+            fold.title = changes["title"] = self._clean_title(conversation_id, changes["title"])
         if changes:
             self.store.update(conversation_id, **changes)
         if fold.title and fold.title != had_title and not isinstance(event, TitleEvent):
@@ -251,6 +282,8 @@ class NestedConversationManager(ConversationManager):
         await asyncio.to_thread(fold_log)
         if meta is not None:
             fields = fold.snapshot(include_title=meta.title is None)
+            if fields.get("title") is not None:
+                fold.title = fields["title"] = self._clean_title(conversation_id, fields["title"])
             self.store.update(conversation_id, **fields)
         fold.take_changes()
         self._folds[conversation_id] = fold
@@ -282,44 +315,67 @@ class NestedConversationManager(ConversationManager):
         self._folds.pop(conversation_id, None)
         relay.close_nowait()
 
-    async def _append_to_log(self, conversation_id: str, event: EventBase) -> Event | None:
-        """Append a server-made event while no runtime writes the log; then relay it."""
+    async def _append_to_log(self, conversation_id: str, *events: EventBase) -> list[Event]:
+        """Append server-made events while no runtime writes the log; then relay them."""
         path = self._log_path(conversation_id)
 
-        def append() -> Event:
+        def append() -> list[Event]:
             with EventLog(path) as event_log:
-                return event_log.append(event)
+                return [event_log.append(event) for event in events]
 
         try:
             stored = await asyncio.to_thread(append)
         except EventLogLocked:
             log.warning("log of %s is still held by a runtime; not appending", conversation_id)
-            return None
+            return []
         relay = self._relays.get(conversation_id)
         if relay is not None and not relay.attached:
             await relay.sync_from_log()
         else:
-            self._on_event(conversation_id, stored)
+            for event in stored:
+                self._on_event(conversation_id, event)
         return stored
 
     async def _record_death(self, conversation_id: str, message: str) -> None:
+        """The runtime is gone without a clean stop: RUNTIME_DIED and the agent state
+        ``error`` in the log (so every watcher and the metadata see the loop is gone)."""
         log.warning("conversation %s: %s", conversation_id, message)
-        await self._append_to_log(conversation_id, ErrorEvent(code=RUNTIME_DIED, message=message))
-        self._set_status(
+        error = describe_error(RUNTIME_DIED, message)
+        await self._append_to_log(
             conversation_id,
-            ConversationStatus.ERROR,
-            error=describe_error(RUNTIME_DIED, message),
+            ErrorEvent(code=RUNTIME_DIED, message=message),
+            AgentStateEvent(state=AgentState.ERROR, reason=error),
         )
+        self._set_status(conversation_id, ConversationStatus.ERROR, error=error)
 
     # --- manager lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
         self._check_open()
+        # Before anything is touched: one manager per data dir (DataDirInUse otherwise).
+        self.owner_lock.acquire(self.owner_details)
+        try:
+            await self._start()
+        except BaseException:
+            self.owner_lock.release()
+            raise
+
+    async def _start(self) -> None:
         self._fail_interrupted_start_tasks()
         found: set[str] = set()
         for handle in await self.sandbox.find_existing():
             if await self._reattach(handle):
                 found.add(handle.conversation_id)
+        for handle in await self.sandbox.find_orphans():
+            if handle.conversation_id not in found:
+                log.warning(
+                    "runtime %s of %s runs without a record; taking it over",
+                    handle.runtime_id,
+                    handle.conversation_id,
+                )
+                self.sandbox.write_record(handle)
+                if await self._reattach(handle):
+                    found.add(handle.conversation_id)
         await remove_warm_leftovers(self.sandbox, lambda cid: self.store.get(cid) is not None)
         await self._settle_lost_runtimes(found)
         await self._prune_expired()
@@ -457,6 +513,7 @@ class NestedConversationManager(ConversationManager):
         self._folds.clear()
         if self._owns_store:
             self.store.close()
+        self.owner_lock.release()
         log.info("conversation manager shut down")
 
     # --- starting -----------------------------------------------------------------------------
@@ -479,14 +536,14 @@ class NestedConversationManager(ConversationManager):
             raise ValueError(
                 f"unknown sandbox {kind!r}: this server runs {self.sandbox.kind!r} runtimes"
             )
-        if title is not None and not title.strip():
-            title = None
         # The title is stored and shown as is: secrets hidden as in the log.
-        secrets = settings_secrets(settings)
-        if title is not None:
-            title = secrets.redact(title)
-        elif initial_message is not None:
-            title = title_from_message(secrets.redact(initial_message.text))
+        secrets = known_secrets(
+            settings_store=self.settings_store, user_ids=[user_id], extra=setting_values(settings)
+        )
+        title = clean_title(title, secrets)
+        if title is None and initial_message is not None:
+            # Hidden before the cut, so that no part of a secret is left at the end.
+            title = clean_title(title_from_message(secrets.redact(initial_message.text)), secrets)
         warm = None
         if self.pool is not None:
             warm = await self.pool.take(
@@ -622,7 +679,11 @@ class NestedConversationManager(ConversationManager):
                     conversation_id,
                     _message_input(initial_message),
                 )
-        return self._loop_info(self._runtimes[conversation_id])
+            runtime = self._runtimes.get(conversation_id)
+            if runtime is None:  # it ended at once (its watcher holds no lock yet)
+                self._existing(conversation_id)
+                raise ConversationNotRunning(f"conversation {conversation_id} stopped at once")
+            return self._loop_info(runtime)
 
     async def _launch(
         self,
@@ -654,6 +715,7 @@ class NestedConversationManager(ConversationManager):
             if warm is not None:
                 handle, boot_key = warm.handle, warm.boot_key
             else:
+                await self._stop_orphans(conversation_id)
                 try:
                     handle = await self.sandbox.start(
                         conversation_id,
@@ -703,6 +765,7 @@ class NestedConversationManager(ConversationManager):
             raise
         finally:
             self._starting.pop(conversation_id, None)
+            self._admission_may_have_changed()
         if self._fold_for(conversation_id).status in (
             None,
             ConversationStatus.STARTING,
@@ -710,6 +773,24 @@ class NestedConversationManager(ConversationManager):
         ):
             self._set_status(conversation_id, ConversationStatus.RUNNING, error=None)
         log.info("conversation %s is running (runtime %s)", conversation_id, handle.runtime_id)
+
+    async def _stop_orphans(self, conversation_id: str) -> None:
+        """A runtime of this conversation that runs unknown to us (its record lost) holds
+        the log's lock, so a new one could never start: stop it first."""
+        for handle in await self.sandbox.find_orphans(conversation_id):
+            log.warning(
+                "runtime %s of %s runs without a record; stopping it before the start",
+                handle.runtime_id,
+                conversation_id,
+            )
+            client = self._client(handle)
+            try:
+                await client.stop()
+            except RuntimeClientError as exc:
+                log.info("the orphaned runtime did not stop by itself (%s)", exc.message)
+            finally:
+                await client.aclose()
+            await self.sandbox.stop(handle, grace=self.config.kill_grace_seconds)
 
     async def _bind(
         self, runtime: _Runtime, request: CreateConversationRequest, boot_key: str
@@ -761,10 +842,34 @@ class NestedConversationManager(ConversationManager):
         )
 
     async def _make_room(self, user_id: str | None, conversation_id: str) -> None:
-        """Stop the user's oldest conversations over the limit, then count this one in."""
+        """Admit one more conversation of the user, one admission at a time (the user's
+        lock): stop their least recently active running ones over the limit; while the
+        limit is reached by starts still in flight (which cannot be stopped yet), wait for
+        one of them to end. Then count this one in."""
+        limit = self.config.max_concurrent_conversations
         async with self._user_lock(user_id):
-            await self.ensure_num_conversations_below_limit(user_id)
+            while True:
+                changed = self._admission_changed
+                await self.ensure_num_conversations_below_limit(user_id)
+                if self._active_count(user_id) < limit:
+                    break
+                log.info(
+                    "user %s is at the limit of %d conversations with starts in flight; "
+                    "%s waits for one of them",
+                    user_id,
+                    limit,
+                    conversation_id,
+                )
+                await changed.wait()
             self._starting[conversation_id] = user_id
+
+    def _active_count(self, user_id: str | None) -> int:
+        return sum(1 for owner in self._owners().values() if owner == user_id)
+
+    def _admission_may_have_changed(self) -> None:
+        """A start ended or a runtime went away: wake starts waiting for room."""
+        changed, self._admission_changed = self._admission_changed, asyncio.Event()
+        changed.set()
 
     async def ensure_num_conversations_below_limit(self, user_id: str | None) -> list[str]:
         active = [
@@ -773,10 +878,14 @@ class NestedConversationManager(ConversationManager):
         excess = len(active) - self.config.max_concurrent_conversations + 1
         if excess <= 0:
             return []
+        # Starts in flight count, but only running conversations can be stopped.
         stoppable = [
             runtime.conversation_id
             for runtime in self._runtimes.values()
-            if runtime.user_id == user_id and runtime.ready and not runtime.stopping
+            if runtime.user_id == user_id
+            and runtime.ready
+            and not runtime.stopping
+            and runtime.conversation_id not in self._starting
         ]
         metas = [meta for meta in self.store.get_many(stoppable) if meta is not None]
         metas.sort(key=lambda meta: meta.updated_at)
@@ -839,6 +948,7 @@ class NestedConversationManager(ConversationManager):
         """The runtime ended without being asked: keep its log, say why."""
         conversation_id = runtime.conversation_id
         self._runtimes.pop(conversation_id, None)
+        self._admission_may_have_changed()
         relay = self._relays.get(conversation_id)
         if relay is not None:
             await relay.wait_upstream_done(UPSTREAM_DRAIN_TIMEOUT)
@@ -923,6 +1033,7 @@ class NestedConversationManager(ConversationManager):
             await relay.detach()
             await relay.sync_from_log()
         self._runtimes.pop(conversation_id, None)
+        self._admission_may_have_changed()
         await runtime.client.aclose()
         self._set_status(conversation_id, ConversationStatus.STOPPED)
         self._maybe_drop_relay(conversation_id)
@@ -942,7 +1053,7 @@ class NestedConversationManager(ConversationManager):
                 await self._stop_runtime(runtime)
             relay = self._relays.pop(conversation_id, None)
             if relay is not None:
-                await relay.close()
+                await relay.close(gone=True)  # watchers are told: deleted (WS 4404)
             self._folds.pop(conversation_id, None)
             conv_dir = self.conversation_dir(conversation_id)
             existed_on_disk = conv_dir.exists()
@@ -1040,9 +1151,33 @@ class NestedConversationManager(ConversationManager):
         try:
             async for event in events:
                 yield event
+        except ConversationGone:
+            raise ConversationNotFound(f"conversation {conversation_id} was deleted") from None
         finally:
             await events.aclose()
             self._maybe_drop_relay(conversation_id)
+
+    async def subscribe_frames(
+        self, conversation_id: str, after_id: int = -1
+    ) -> AsyncGenerator[str, None]:
+        """``subscribe`` as text frames, each event serialized once for all subscribers
+        (the relay's frame cache, bounded in bytes and emptied when the stream ends)."""
+        relay = self._relay_for(self._existing(conversation_id).id)
+        events = self.subscribe(conversation_id, after_id)
+        try:
+            async for event in events:
+                yield relay.frame(event)
+        finally:
+            await events.aclose()
+
+    def watched(self) -> set[str]:
+        """Conversations whose events are relayed now (running, or watched from the log)."""
+        return set(self._relays)
+
+    def cached_bytes(self) -> int:
+        """Bytes held for event subscribers over all conversations (frames and queued
+        events): bounded per relay, zero once no conversation runs or is watched."""
+        return sum(relay.cached_bytes for relay in self._relays.values())
 
     async def publish(self, conversation_id: str, event: Event) -> None:
         fold = self._folds.get(conversation_id)
@@ -1054,27 +1189,32 @@ class NestedConversationManager(ConversationManager):
 
     # --- workspace ----------------------------------------------------------------------------
 
-    def _offline_workspace(self, conversation_id: str) -> Workspace:
-        meta = self._existing(conversation_id)
-        return Workspace(self._workspace_root(conversation_id, meta.workspace))
+    async def _offline(self, conversation_id: str, work: Callable[[Workspace], _T]) -> _T:
+        """Serve the workspace from disk (no runtime runs), under the conversation's lock:
+        a delete holds it, so a read or upload racing it cannot bring the folder back."""
+        async with self._conversation_lock(conversation_id):
+            meta = self._existing(conversation_id)
+            root = self._workspace_root(conversation_id, meta.workspace)
+            with _workspace_errors():
+                return await asyncio.to_thread(lambda: work(Workspace(root)))
 
     async def list_files(self, conversation_id: str, path: str | None = None) -> list[str]:
         runtime = self._runtimes.get(conversation_id)
         if runtime is not None and runtime.ready:
             with _workspace_errors():
                 return await runtime.client.list_files(path)
-        workspace = self._offline_workspace(conversation_id)
-        with _workspace_errors():
-            return await asyncio.to_thread(workspace_files.list_entries, workspace, path)
+        return await self._offline(
+            conversation_id, lambda workspace: workspace_files.list_entries(workspace, path)
+        )
 
     async def select_file(self, conversation_id: str, file: str) -> str:
         runtime = self._runtimes.get(conversation_id)
         if runtime is not None and runtime.ready:
             with _workspace_errors():
                 return await runtime.client.select_file(file)
-        workspace = self._offline_workspace(conversation_id)
-        with _workspace_errors():
-            return await asyncio.to_thread(workspace_files.read_text, workspace, file)
+        return await self._offline(
+            conversation_id, lambda workspace: workspace_files.read_text(workspace, file)
+        )
 
     async def upload_files(self, conversation_id: str, files: list[FileUpload]) -> UploadResult:
         result = UploadResult(uploaded=[], skipped=[])
@@ -1098,8 +1238,9 @@ class NestedConversationManager(ConversationManager):
                 result.uploaded.extend(answer.get("uploaded", []))
                 result.skipped.extend(answer.get("skipped", []))
             return result
-        workspace = self._offline_workspace(conversation_id)
-        saved = await asyncio.to_thread(workspace_files.save_uploads, workspace, accepted)
+        saved = await self._offline(
+            conversation_id, lambda workspace: workspace_files.save_uploads(workspace, accepted)
+        )
         result.uploaded.extend(saved.uploaded)
         result.skipped.extend(saved.skipped)
         return result
@@ -1109,14 +1250,13 @@ class NestedConversationManager(ConversationManager):
         if runtime is not None and runtime.ready:
             with _workspace_errors():
                 return await runtime.client.workspace_zip()
-        workspace = self._offline_workspace(conversation_id)
 
-        def build() -> bytes:
+        def build(workspace: Workspace) -> bytes:
             buffer = io.BytesIO()
             workspace_files.write_zip(workspace, buffer)
             return buffer.getvalue()
 
-        return await asyncio.to_thread(build)
+        return await self._offline(conversation_id, build)
 
     # --- LLM ----------------------------------------------------------------------------------
 
@@ -1134,15 +1274,12 @@ class NestedConversationManager(ConversationManager):
         return response.content or ""
 
 
-def settings_secrets(settings: AgentSettings) -> SecretRegistry:
-    """The values a runtime with ``settings`` hides: the LLM key, the user's secrets and
-    credential-named environment variables (as the runtime registers them)."""
-    secrets = SecretRegistry()
+def setting_values(settings: AgentSettings) -> list[str]:
+    """The secret values in ``settings``: the LLM key and the named secrets."""
+    values = [value.get_secret_value() for value in settings.secrets.values()]
     if settings.llm.api_key is not None:
-        secrets.add(settings.llm.api_key.get_secret_value())
-    secrets.add_many(value.get_secret_value() for value in settings.secrets.values())
-    secrets.add_from_environ()
-    return secrets
+        values.append(settings.llm.api_key.get_secret_value())
+    return values
 
 
 def _prepare_workspace(root: Path) -> None:

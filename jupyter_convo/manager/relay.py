@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
@@ -28,14 +28,18 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from ..events.log import EventLog
-from ..events.schema import Event, event_from_json
+from ..events.schema import Event, event_from_json, event_to_json
 from .runtime_client import SESSION_KEY_HEADER
 
 log = logging.getLogger(__name__)
 
 LOG_BATCH = 500
-# A subscriber this far behind is sent back to the log instead of buffering more.
+# A subscriber this far behind (in events or in bytes) is sent back to the log instead of
+# buffering more.
 DEFAULT_MAILBOX_LIMIT = 10_000
+DEFAULT_MAILBOX_BYTES = 32 * 1024 * 1024
+# Serialized frames kept per conversation for its subscribers.
+FRAME_CACHE_BYTES = 16 * 1024 * 1024
 # Events carry whole tool outputs and images.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 READER_CACHE_BYTES = 4 * 1024 * 1024
@@ -50,31 +54,82 @@ class _Marker:
         return self.name
 
 
+class ConversationGone(Exception):
+    """The relay was closed because its conversation was deleted."""
+
+
 _CLOSED = _Marker("CLOSED")
+_GONE = _Marker("GONE")
 _CATCH_UP = _Marker("CATCH_UP")
 _Item = Event | _Marker
 
 
 class _Mailbox:
-    """One subscriber's queue; on overflow it is emptied and told to catch up."""
+    """One subscriber's queue, bounded in events and in bytes (events carry images and
+    whole tool outputs); on overflow it is emptied and told to catch up from the log."""
 
-    def __init__(self, limit: int) -> None:
-        self._items: deque[_Item] = deque()
+    def __init__(self, limit: int, max_bytes: int) -> None:
+        self._items: deque[tuple[_Item, int]] = deque()
         self._ready = asyncio.Event()
         self._limit = limit
+        self._max_bytes = max_bytes
+        self.bytes = 0
 
-    def push(self, item: _Item) -> None:
-        if len(self._items) >= self._limit and item is not _CLOSED:
-            self._items.clear()
-            item = _CATCH_UP
-        self._items.append(item)
+    def push(self, item: _Item, size: int = 0) -> None:
+        if not isinstance(item, _Marker) and (
+            len(self._items) >= self._limit or self.bytes + size > self._max_bytes
+        ):
+            self.clear()
+            item, size = _CATCH_UP, 0
+        self._items.append((item, size))
+        self.bytes += size
         self._ready.set()
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
 
     async def get(self) -> _Item:
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
-        return self._items.popleft()
+        item, size = self._items.popleft()
+        self.bytes -= size
+        return item
+
+
+class _FrameCache:
+    """Each relayed event serialized once, not once per subscriber, bounded in bytes.
+
+    Logged ids are unique within a conversation, so the key is the id. Found by
+    bench/bench_relay.py: with 50 subscribers, serializing every frame again was a fifth of
+    the server's time. A frame larger than the whole budget is not kept.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._frames: OrderedDict[int, str] = OrderedDict()
+
+    def frame(self, event: Event) -> str:
+        if event.id < 0:  # a server notice: not in the log, ids not unique
+            return event_to_json(event)
+        text = self._frames.get(event.id)
+        if text is not None:
+            self._frames.move_to_end(event.id)
+            return text
+        text = event_to_json(event)
+        if len(text) <= self.max_bytes:
+            self._frames[event.id] = text
+            self.bytes += len(text)
+            while self.bytes > self.max_bytes:
+                _, dropped = self._frames.popitem(last=False)
+                self.bytes -= len(dropped)
+        return text
+
+    def clear(self) -> None:
+        self._frames.clear()
+        self.bytes = 0
 
 
 class EventRelay:
@@ -89,6 +144,8 @@ class EventRelay:
         on_event: Callable[[Event], None] | None = None,
         on_upstream_closed: Callable[[str], None] | None = None,
         mailbox_limit: int = DEFAULT_MAILBOX_LIMIT,
+        mailbox_bytes: int = DEFAULT_MAILBOX_BYTES,
+        frame_cache_bytes: int = FRAME_CACHE_BYTES,
     ) -> None:
         self.conversation_id = conversation_id
         self.log_path = log_path
@@ -97,6 +154,8 @@ class EventRelay:
         self._on_event = on_event
         self._on_upstream_closed = on_upstream_closed
         self._mailbox_limit = mailbox_limit
+        self._mailbox_bytes = mailbox_bytes
+        self._frames = _FrameCache(frame_cache_bytes)
         self._mailboxes: set[_Mailbox] = set()
         self._reader: EventLog | None = None
         self._reader_lock = threading.Lock()
@@ -115,13 +174,24 @@ class EventRelay:
     def subscriber_count(self) -> int:
         return len(self._mailboxes)
 
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes this relay holds for its subscribers: frames and queued events."""
+        return self._frames.bytes + sum(mailbox.bytes for mailbox in self._mailboxes)
+
+    def frame(self, event: Event) -> str:
+        """The event as a WebSocket text frame (the log's JSON), serialized once."""
+        return self._frames.frame(event)
+
     def _accept(self, event: Event) -> None:
         """Relay one logged event: once, in id order."""
         if event.id <= self.last_id:
             return
         self.last_id = event.id
-        for mailbox in self._mailboxes:
-            mailbox.push(event)
+        if self._mailboxes:
+            size = len(self.frame(event))
+            for mailbox in self._mailboxes:
+                mailbox.push(event, size)
         if self._on_event is not None:
             try:
                 self._on_event(event)
@@ -131,7 +201,7 @@ class EventRelay:
     def publish(self, event: Event) -> None:
         """Deliver a server-made notice to current subscribers (not logged)."""
         for mailbox in self._mailboxes:
-            mailbox.push(event)
+            mailbox.push(event)  # small, and never dropped for a catch-up
 
     # --- the log --------------------------------------------------------------------------
 
@@ -236,12 +306,13 @@ class EventRelay:
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self._frames.clear()  # the live fan-out is over; readers of the log refill it
 
     # --- subscribers ----------------------------------------------------------------------
 
     async def subscribe(self, after_id: int = -1) -> AsyncGenerator[Event, None]:
         """Events after ``after_id`` in id order, then live ones, until ``close``."""
-        mailbox = _Mailbox(self._mailbox_limit)
+        mailbox = _Mailbox(self._mailbox_limit, self._mailbox_bytes)
         self._mailboxes.add(mailbox)
         last = after_id
         try:
@@ -255,6 +326,8 @@ class EventRelay:
                     item = await mailbox.get()
                     if item is _CLOSED:
                         return
+                    if item is _GONE:
+                        raise ConversationGone(self.conversation_id)
                     if item is _CATCH_UP:
                         break
                     assert not isinstance(item, _Marker)
@@ -272,20 +345,25 @@ class EventRelay:
                     yield item
                     last = item.id
         finally:
+            mailbox.clear()
             self._mailboxes.discard(mailbox)
+            if not self._mailboxes:
+                self._frames.clear()
 
-    async def close(self) -> None:
-        """End every subscription and the upstream; the relay cannot be used again."""
+    async def close(self, *, gone: bool = False) -> None:
+        """End every subscription and the upstream; the relay cannot be used again. With
+        ``gone`` (the conversation was deleted) subscriptions raise ``ConversationGone``."""
         await self.detach()
-        self.close_nowait()
+        self.close_nowait(gone=gone)
 
-    def close_nowait(self) -> None:
+    def close_nowait(self, *, gone: bool = False) -> None:
         """``close`` for a relay without an upstream."""
         if self.attached:
             raise RuntimeError(f"relay of {self.conversation_id} is attached; use close()")
         self.closed = True
+        self._frames.clear()
         for mailbox in self._mailboxes:
-            mailbox.push(_CLOSED)
+            mailbox.push(_GONE if gone else _CLOSED)
         with self._reader_lock:
             if self._reader is not None:
                 self._reader.close()

@@ -1,21 +1,26 @@
 """Workspace file routes' logic: list, read text, accept uploads, zip it all.
 
-Everything goes through ``Workspace.resolve`` so no request can reach outside the root.
-Kept free of HTTP so it can be tested and reused on its own.
+Every path goes through ``Workspace.resolve`` so no request can reach outside the root, and
+every file read for a caller through ``Workspace.open_confined`` (no hard link, FIFO,
+device or bind-mounted file is served). The runtime's routes and the server's routes for a
+stopped conversation both use these functions. Kept free of HTTP so it can be tested and
+reused on its own.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ..agent.workspace import Workspace, WorkspaceError
+from ..agent.workspace import NotAFile, UnsafeFile, Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +28,7 @@ log = logging.getLogger(__name__)
 BINARY_SNIFF_BYTES = 8192
 # ``select-file`` shows files to people; beyond this a download is the right tool.
 MAX_TEXT_FILE_BYTES = 20 * 1024 * 1024
+COPY_CHUNK = 1024 * 1024
 
 
 class WorkspaceFileError(Exception):
@@ -43,6 +49,12 @@ class FileTooLarge(WorkspaceFileError):
     status = 413
 
 
+class FileRefused(WorkspaceFileError):
+    """A file inside the workspace that is never served (hard link, FIFO, device...)."""
+
+    status = 403
+
+
 def _resolve(workspace: Workspace, path: str) -> Path:
     try:
         return workspace.resolve(path)
@@ -60,6 +72,8 @@ def list_entries(workspace: Workspace, path: str | None = None) -> list[str]:
         raise FileMissing(f"directory {path!r} does not exist")
     if not directory.is_dir():
         raise WorkspaceFileError(f"{path!r} is a file, not a directory")
+    if not workspace.on_root_mount(directory):
+        raise FileRefused(f"directory {path!r} is on another mount than the workspace")
     dirs: list[str] = []
     files: list[str] = []
     for child in directory.iterdir():
@@ -82,17 +96,27 @@ def read_text(workspace: Workspace, file: str) -> str:
     """A text file's content; ``BinaryFile`` for anything that is not UTF-8 text."""
     if not file:
         raise WorkspaceFileError("the 'file' parameter is empty")
-    target = _resolve(workspace, file)
-    if not target.exists():
-        raise FileMissing(f"file {file!r} does not exist")
-    if target.is_dir():
-        raise WorkspaceFileError(f"{file!r} is a directory; use list-files")
-    size = target.stat().st_size
-    if size > MAX_TEXT_FILE_BYTES:
-        raise FileTooLarge(
-            f"file {file!r} has {size} bytes; at most {MAX_TEXT_FILE_BYTES} can be shown"
-        )
-    data = target.read_bytes()
+    try:
+        handle = workspace.open_confined(file)
+    except FileNotFoundError:
+        raise FileMissing(f"file {file!r} does not exist") from None
+    except NotAFile:
+        raise WorkspaceFileError(f"{file!r} is a directory; use list-files") from None
+    except UnsafeFile as exc:
+        raise FileRefused(str(exc)) from None
+    except WorkspaceError as exc:
+        raise WorkspaceFileError(str(exc)) from None
+    except OSError as exc:
+        raise WorkspaceFileError(f"file {file!r} cannot be read: {exc.strerror}") from None
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_TEXT_FILE_BYTES:
+            raise FileTooLarge(
+                f"file {file!r} has {size} bytes; at most {MAX_TEXT_FILE_BYTES} can be shown"
+            )
+        data = handle.read(MAX_TEXT_FILE_BYTES + 1)
+    if len(data) > MAX_TEXT_FILE_BYTES:
+        raise FileTooLarge(f"file {file!r} grew past {MAX_TEXT_FILE_BYTES} bytes while read")
     if b"\x00" in data[:BINARY_SNIFF_BYTES]:
         raise BinaryFile(f"file {file!r} is binary")
     try:
@@ -129,7 +153,8 @@ def _upload_target(workspace: Workspace, name: str) -> Path:
 def write_atomically(target: Path, content: bytes) -> None:
     """Write ``content`` to a temp file beside ``target`` and rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    # A short temp name: the target's own name may already be as long as names can be.
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".upload-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(content)
@@ -162,31 +187,43 @@ def save_uploads(workspace: Workspace, files: Iterable[tuple[str, bytes]]) -> Up
     return result
 
 
-def _zip_members(workspace: Workspace) -> Iterator[tuple[Path, str]]:
-    """Regular files under the root (symlinks leading outside are left out), sorted."""
+def _zip_members(workspace: Workspace) -> Iterator[tuple[str, str]]:
+    """(workspace-relative name, archive name) of every file under the root, sorted;
+    which of them may really be served is ``open_confined``'s decision."""
     for dirpath, dirnames, filenames in os.walk(workspace.root):
         dirnames.sort()
         for name in sorted(filenames):
-            path = Path(dirpath) / name
-            try:
-                resolved = workspace.resolve(path)
-            except WorkspaceError:
-                log.info("workspace.zip leaves out %s: it points outside", path)
-                continue
-            if resolved.is_file():
-                yield path, path.relative_to(workspace.root).as_posix()
+            rel = (Path(dirpath) / name).relative_to(workspace.root).as_posix()
+            yield rel, rel
 
 
 def write_zip(workspace: Workspace, out: BinaryIO) -> int:
-    """Write the workspace as a zip archive into ``out``; returns the number of files."""
+    """Write the workspace as a zip archive into ``out``; returns the number of files.
+
+    Files ``open_confined`` refuses (links leading out, hard links, FIFOs, devices, other
+    mounts) are left out and logged.
+    """
     count = 0
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path, arcname in _zip_members(workspace):
+        for rel, arcname in _zip_members(workspace):
             try:
-                archive.write(path, arcname)
-            except OSError as exc:
-                # A file removed or unreadable mid-walk must not spoil the archive.
-                log.warning("workspace.zip leaves out %s: %s", arcname, exc)
+                with workspace.open_confined(rel) as source:
+                    info = _zip_info(arcname, os.fstat(source.fileno()))
+                    with archive.open(info, "w") as member:
+                        shutil.copyfileobj(source, member, COPY_CHUNK)
+            except (WorkspaceError, OSError) as exc:
+                # Refused, or removed / unreadable mid-walk: it must not spoil the archive.
+                log.info("workspace.zip leaves out %s: %s", arcname, exc)
                 continue
             count += 1
     return count
+
+
+def _zip_info(arcname: str, info: os.stat_result) -> zipfile.ZipInfo:
+    """The entry for an opened file (what ``ZipFile.write`` makes from a path)."""
+    when = time.localtime(info.st_mtime)[:6]
+    entry = zipfile.ZipInfo(arcname, when if when[0] >= 1980 else (1980, 1, 1, 0, 0, 0))
+    entry.external_attr = (info.st_mode & 0xFFFF) << 16
+    entry.file_size = info.st_size
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    return entry

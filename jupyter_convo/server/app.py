@@ -20,6 +20,7 @@ from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, de
 
 from ..manager.base import ConversationManager
 from ..manager.config import MIB, ManagerConfig
+from ..manager.owner import DataDirInUse
 from ..store.conversations import ConversationStore
 from ..store.settings import SettingsStore
 from .handlers import SERVICES_KEY, routes
@@ -33,11 +34,13 @@ def _default_user_name() -> str:
         return "owner"
 
 
-def build_manager(config: ManagerConfig, store: ConversationStore) -> ConversationManager:
+def build_manager(
+    config: ManagerConfig, store: ConversationStore, settings_store: SettingsStore | None = None
+) -> ConversationManager:
     """The conversation manager for ``config`` (the nested-runtime manager)."""
     from ..manager.nested import NestedConversationManager
 
-    return NestedConversationManager(config, store=store)
+    return NestedConversationManager(config, store=store, settings_store=settings_store)
 
 
 class ConvoExtension(ExtensionApp):
@@ -141,6 +144,21 @@ class ConvoExtension(ExtensionApp):
         config=True,
         help="Largest upload into a workspace, in bytes (413 above). Default: 52428800 (50 MiB).",
     )
+    import_max_unpacked_bytes = Int(
+        1024 * MIB,
+        config=True,
+        help=(
+            "The most bytes an imported export may unpack to; an import also may not unpack "
+            "to more than 200 times its own size (413 above either). "
+            "Default: 1073741824 (1 GiB)."
+        ),
+    )
+    import_max_files = Int(
+        10_000,
+        config=True,
+        help="The most files (zip entries) an imported export may hold (413 above). "
+        "Default: 10000.",
+    )
     keep_runtimes_on_shutdown = Bool(
         True,
         config=True,
@@ -181,6 +199,8 @@ class ConvoExtension(ExtensionApp):
             "runtime_start_timeout": self.runtime_start_timeout,
             "keep_runtimes_on_shutdown": self.keep_runtimes_on_shutdown,
             "upload_max_bytes": self.upload_max_bytes,
+            "import_max_unpacked_bytes": self.import_max_unpacked_bytes,
+            "import_max_files": self.import_max_files,
             "conversation_max_age_seconds": self.conversation_max_age_seconds,
             "docker_image": self.docker_image,
             "docker_host": self.docker_host or None,
@@ -199,11 +219,12 @@ class ConvoExtension(ExtensionApp):
         config = self.manager_config()
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = ConversationStore(config.db_path)
+        settings_store = SettingsStore(config.data_dir)
         assert self.serverapp is not None
         self.services = ConvoServices(
-            manager=build_manager(config, store),
+            manager=build_manager(config, store, settings_store),
             store=store,
-            settings_store=SettingsStore(config.data_dir),
+            settings_store=settings_store,
             config=config,
             root_dir=Path(self.serverapp.root_dir),
             llm_model=self.llm_model or None,
@@ -212,7 +233,16 @@ class ConvoExtension(ExtensionApp):
             single_user_name=self.single_user_name,
         )
         self.settings[SERVICES_KEY] = self.services
+        self._describe_owner()
         self.log.info("jupyter-convo: data in %s, sandbox %s", config.data_dir, config.sandbox)
+
+    def _describe_owner(self) -> None:
+        """Who owns the data dir, for a second server that is refused it (never a token)."""
+        if self.services is not None and self.serverapp is not None:
+            self.services.manager.owner_details = {
+                "pid": os.getpid(),
+                "url": self.serverapp.connection_url,
+            }
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(routes())
@@ -220,8 +250,11 @@ class ConvoExtension(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         """Start the manager once the server's loop runs: finds surviving runtimes."""
         if self.services is not None:
+            self._describe_owner()  # the port is known now
             try:
                 await self.services.ensure_started()
+            except DataDirInUse as exc:
+                self.log.warning("jupyter-convo is not available on this server: %s", exc)
             except Exception:
                 self.log.exception("jupyter-convo: the conversation manager failed to start")
 

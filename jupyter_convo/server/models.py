@@ -9,16 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ..events.log import MAX_PAGE_LIMIT as MAX_EVENT_PAGE_LIMIT
 from ..events.schema import ConversationStatus
 from ..store.conversations import MAX_PAGE_LIMIT, StartTaskStatus
+from ..store.settings import check_secret_length
+from ..store.titles import MAX_TITLE_CHARS
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 TRIGGER_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 MAX_BATCH_IDS = 100
-MAX_TITLE_LENGTH = 200
+MAX_TITLE_LENGTH = MAX_TITLE_CHARS
 
 
 class _Strict(BaseModel):
@@ -117,6 +119,15 @@ class ConversationOptions(_Strict):
     confirmation_mode: bool | None = None
     kernel_connection_file: str | None = None
     extra_instructions: str | None = None
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret_length(
+                value, "api_key", hint="; for a local server that needs no key, leave it unset"
+            )
+        return value
 
 
 class ReplayOptions(_Strict):

@@ -22,13 +22,17 @@ from jupyter_server.auth.identity import (
 )
 
 from ..agent.settings import AgentSettings
+from ..agent.workspace import WorkspaceError, check_path_length
 from ..events.inputs import MessageInput, UserInput
 from ..events.log import EventLog
+from ..events.redact import SecretRegistry
 from ..manager.base import ConversationManager, ConversationNotRunning
 from ..manager.config import ManagerConfig
+from ..manager.owner import DataDirInUse
 from ..runtime.models import InitialMessage
+from ..share.importer import ImportLimits
 from ..store.conversations import ConversationMetadata, ConversationStore
-from ..store.settings import SettingsStore
+from ..store.settings import SettingsStore, known_secrets
 from .models import ConversationOptions
 from .resolve import (
     SettingsLayer,
@@ -40,8 +44,10 @@ from .resolve import (
 
 log = logging.getLogger(__name__)
 
-# Read-only event logs kept open for events/search (each holds one file descriptor).
+# Read-only event logs kept open for events/search (each holds one file descriptor and a
+# parse cache of at most SEARCH_CACHE_BYTES: 32 MiB in all).
 MAX_OPEN_LOGS = 64
+SEARCH_CACHE_BYTES = 512 * 1024
 _BUILTIN_IDENTITY_PROVIDERS = (IdentityProvider, PasswordIdentityProvider, LegacyIdentityProvider)
 
 
@@ -109,6 +115,8 @@ class ConvoServices:
         if task is not None:
             try:
                 await task
+            except DataDirInUse:
+                pass  # said when it was refused; it never touched the data dir
             except Exception:
                 log.warning("jupyter-convo manager had failed to start", exc_info=True)
             try:
@@ -154,6 +162,10 @@ class ConvoServices:
         absolute inside it); WorkspaceOutsideRoot otherwise."""
         if "\x00" in requested:
             raise WorkspaceOutsideRoot("workspace contains a NUL byte")
+        try:
+            check_path_length(requested)
+        except WorkspaceError as exc:
+            raise WorkspaceOutsideRoot(str(exc)) from None
         candidate = Path(requested).expanduser()
         if not candidate.is_absolute():
             candidate = self.root_dir / candidate
@@ -172,7 +184,7 @@ class ConvoServices:
         event_log = self._logs.get(conversation_id)
         if event_log is None or event_log.closed:
             path = self.conversation_dir(conversation_id) / "events.jsonl"
-            event_log = EventLog(path, read_only=True)
+            event_log = EventLog(path, read_only=True, cache_bytes=SEARCH_CACHE_BYTES)
             self._logs[conversation_id] = event_log
             while len(self._logs) > MAX_OPEN_LOGS:
                 _, oldest = self._logs.popitem(last=False)
@@ -210,7 +222,19 @@ class ConvoServices:
         log.info("Conversation %s restarted by a message of %s", metadata.id, user_id)
         return "started"
 
+    def import_limits(self) -> ImportLimits:
+        """What an uploaded export may unpack to (``c.ConvoExtension.import_max_*``)."""
+        return ImportLimits(
+            max_total_bytes=self.config.import_max_unpacked_bytes,
+            max_entries=self.config.import_max_files,
+        )
+
     # --- settings -----------------------------------------------------------------------------
+
+    def user_secrets(self, user_id: str) -> SecretRegistry:
+        """Every secret known for ``user_id`` (API key, named secrets, credential-named
+        environment variables): what a title or an export must not show."""
+        return known_secrets(settings_store=self.settings_store, user_ids=[user_id])
 
     def user_layer(self, user_id: str) -> SettingsLayer:
         settings = self.settings_store.get(user_id)

@@ -23,7 +23,7 @@ from ..events.redact import SecretRegistry
 from ..manager.keys import load_or_create_server_secret, session_key
 from ..share.export import ExportError, export_bytes, known_secrets
 from ..share.format import EVENTS_FILE
-from ..share.importer import ShareFormatError, import_conversation
+from ..share.importer import ImportTooLarge, ShareFormatError, import_conversation
 from ..share.notebook import conversation_notebook, notebook_json
 from ..share.source import source_from_conversation, source_to_wire
 from ..store.conversations import ConversationMetadata
@@ -107,7 +107,11 @@ class ImportHandler(ConvoHandler):
                 self.services.config.conversations_root,
                 store=self.services.store,
                 user_id=self.user_id,
+                limits=self.services.import_limits(),
+                secrets=self.services.user_secrets(self.user_id),
             )
+        except ImportTooLarge as exc:
+            fail(413, f"export too large to import: {exc}")
         except ShareFormatError as exc:
             fail(400, f"invalid export: {exc}")
         log.info(

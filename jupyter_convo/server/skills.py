@@ -9,7 +9,8 @@ Two places, both plain Markdown a user can edit in the Jupyter file browser:
 
 Front matter is the block between a first line ``---`` and the next ``---``; only the
 ``triggers`` (a flow list, or a block list of ``- word`` lines) and ``name`` keys are read.
-Files that cannot be read as UTF-8 are skipped with a warning, never fatal.
+Files that cannot be read as UTF-8, or that ``Workspace.open_confined`` refuses (links
+leading out, hard links, FIFOs, devices), are skipped with a warning, never fatal.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
+
+from ..agent.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -78,25 +81,24 @@ def split_front_matter(text: str) -> tuple[dict[str, str | list[str]], str]:
     return meta, body
 
 
-def _read(path: Path) -> str | None:
+def _read(workspace: Workspace, path: Path) -> str | None:
+    """The file's text if it may be served (``Workspace.open_confined``: inside, not a
+    hard link, FIFO or device) and fits; else None, with a warning."""
     try:
-        if path.stat().st_size > MAX_SKILL_BYTES:
+        with workspace.open_confined(path) as handle:
+            data = handle.read(MAX_SKILL_BYTES + 1)
+        if len(data) > MAX_SKILL_BYTES:
             log.warning("Skipping skill %s: larger than %s bytes", path, MAX_SKILL_BYTES)
             return None
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError, WorkspaceError) as exc:
         log.warning("Skipping skill %s: %s", path, exc)
         return None
 
 
-def _inside(root: Path, path: Path) -> bool:
-    """True when ``path`` (symlinks followed) stays in the workspace."""
-    resolved = path.resolve()
-    return resolved == root or root in resolved.parents
-
-
-def _skill(root: Path, path: Path, default_name: str) -> Skill | None:
-    text = _read(path)
+def _skill(workspace: Workspace, path: Path, default_name: str) -> Skill | None:
+    root = workspace.root
+    text = _read(workspace, path)
     if text is None:
         return None
     meta, body = split_front_matter(text)
@@ -115,21 +117,21 @@ def _skill(root: Path, path: Path, default_name: str) -> Skill | None:
 
 def find_skills(workspace: Path) -> list[Skill]:
     """Every skill of ``workspace``: AGENTS.md first, then skills by file name."""
-    root = workspace.resolve()
-    if not root.is_dir():
+    if not workspace.is_dir():
         return []
+    confined = Workspace(workspace)
+    root = confined.root
     skills: list[Skill] = []
     agents = root / AGENTS_FILE
-    if agents.is_file() and _inside(root, agents):
-        skill = _skill(root, agents, "AGENTS")
+    if agents.is_file():
+        skill = _skill(confined, agents, "AGENTS")
         if skill is not None:
             skills.append(skill)
     folder = root / SKILLS_DIR
-    if folder.is_dir() and _inside(root, folder):
+    if folder.is_dir():
         for path in sorted(folder.glob("*.md")):
-            if not path.is_file() or not _inside(root, path):
-                continue
-            skill = _skill(root, path, path.stem)
-            if skill is not None:
-                skills.append(skill)
+            if path.is_file():
+                skill = _skill(confined, path, path.stem)
+                if skill is not None:
+                    skills.append(skill)
     return skills

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections import OrderedDict
+from http.client import responses
+from typing import Any
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import ws_authenticated
@@ -32,9 +34,16 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..events.inputs import UserInput
-from ..events.schema import ErrorEvent, Event, event_to_json
+from ..events.schema import ErrorEvent, event_to_json
 from ..manager.base import ConversationNotFound, ConversationNotRunning, ConversationStartError
-from .handlers.base import AUTH_RESOURCE, SERVICES_KEY, describe_validation_error
+from .handlers.base import (
+    AUTH_RESOURCE,
+    SERVICES_KEY,
+    ScrubbedLogMixin,
+    describe_validation_error,
+    error_message,
+    parse_json,
+)
 from .models import WebSocketParams
 from .services import ConvoServices, close_iterator
 
@@ -46,35 +55,8 @@ CONVERSATION_NOT_RUNNING = "CONVERSATION_NOT_RUNNING"
 START_FAILED = "CONVERSATION_START_FAILED"
 # Close codes (4000-4999 are the application's).
 CLOSE_NOT_FOUND = 4404
-FRAME_CACHE_SIZE = 4096
 
 
-class _FrameCache:
-    """Each relayed event serialized once, not once per subscriber.
-
-    The relay hands the same ``Event`` object to every subscriber of a conversation; its
-    frame is kept (with the event, so the id cannot be reused) for the next subscriber.
-    Found by bench/bench_relay.py: with 50 subscribers, serializing every frame again was
-    a fifth of the server's time.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._frames: OrderedDict[int, tuple[Event, str]] = OrderedDict()
-
-    def frame(self, event: Event) -> str:
-        key = id(event)
-        cached = self._frames.get(key)
-        if cached is not None and cached[0] is event:
-            return cached[1]
-        text = event_to_json(event)
-        self._frames[key] = (event, text)
-        if len(self._frames) > self._size:
-            self._frames.popitem(last=False)
-        return text
-
-
-_FRAMES = _FrameCache(FRAME_CACHE_SIZE)
 # Bytes a subscriber's socket may have waiting before the relay waits for it.
 DIRECT_WRITE_BUFFER = 1024 * 1024
 
@@ -85,7 +67,7 @@ def _consume_error(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-class EventsWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
+class EventsWebSocketHandler(ScrubbedLogMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
     auth_resource = AUTH_RESOURCE
 
     conversation_id: str = ""
@@ -101,6 +83,16 @@ class EventsWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     def set_default_headers(self) -> None:
         """No API headers (CSP and the like) on a WebSocket upgrade."""
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A refusal before the upgrade is JSON ``{message, reason}``, as on every route."""
+        reply: dict[str, Any] = {"message": responses.get(status_code, "Unknown HTTP Error")}
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], web.HTTPError):
+            reply["message"] = error_message(exc_info[1])
+            reply["reason"] = exc_info[1].reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(reply))
+
     async def pre_get(self) -> None:
         """Checks before the upgrade: authorized, valid query, a visible conversation."""
         authorized = await ensure_async(
@@ -111,8 +103,8 @@ class EventsWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         try:
             await self.services.ensure_started()
         except Exception as exc:
-            log.exception("jupyter-convo could not start its conversation manager")
-            raise web.HTTPError(503, "jupyter-convo is not available") from exc
+            log.warning("jupyter-convo could not start its conversation manager: %s", exc)
+            raise web.HTTPError(503, f"jupyter-convo is not available: {exc}") from exc
         raw = self.get_query_argument("after_id", "-1")
         try:
             self.after_id = WebSocketParams.model_validate({"after_id": raw}).after_id
@@ -138,10 +130,10 @@ class EventsWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     async def _relay(self) -> None:
         """Copy the conversation's events into this socket until either side ends."""
-        events = self.services.manager.subscribe(self.conversation_id, self.after_id)
+        frames = self.services.manager.subscribe_frames(self.conversation_id, self.after_id)
         try:
-            async for event in events:
-                sent = self.write_message(_FRAMES.frame(event))
+            async for frame in frames:
+                sent = self.write_message(frame)
                 if self._write_buffer_bytes() > DIRECT_WRITE_BUFFER:
                     await sent  # a slow reader: wait for its socket (its mailbox fills up)
                 else:
@@ -158,7 +150,7 @@ class EventsWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.close(1011, "event relay failed")
             return
         finally:
-            await close_iterator(events)
+            await close_iterator(frames)
         self.close(1000, "end of the event stream")
 
     def _write_buffer_bytes(self) -> int:
@@ -168,9 +160,12 @@ class EventsWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     async def on_message(self, message: str | bytes) -> None:
         try:
-            item = USER_INPUT.validate_json(message)
+            item = USER_INPUT.validate_python(parse_json(message))
         except ValidationError as exc:
             await self._send_error(INVALID_INPUT, describe_validation_error(exc, "user input"))
+            return
+        except ValueError as exc:  # not JSON, nested too deeply
+            await self._send_error(INVALID_INPUT, f"user input is not valid JSON: {exc}")
             return
         if not await self._authorized_to_write():
             await self._send_error(INVALID_INPUT, "not authorized to write to conversations")

@@ -19,7 +19,7 @@ import stat
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -30,10 +30,11 @@ from pydantic import ValidationError
 
 from .._version import __version__
 from ..agent.cassette import CassetteEntry
+from ..agent.workspace import Workspace, WorkspaceError
 from ..events.redact import SecretRegistry
 from ..events.schema import LLMCallEvent, TitleEvent, event_from_json
 from ..store.models import ConversationMetadata
-from ..store.settings import SettingsStore
+from ..store.settings import known_secrets
 from .format import (
     CASSETTE_FILE,
     EVENTS_FILE,
@@ -94,30 +95,6 @@ class WorkspaceLimits:
 class _Member:
     name: str
     data: bytes
-
-
-def known_secrets(
-    *,
-    settings_store: SettingsStore | None = None,
-    user_ids: Iterable[str | None] = (),
-    extra: Iterable[str | None] = (),
-    environ: Mapping[str, str] | None = None,
-    include_environ: bool = True,
-) -> SecretRegistry:
-    """The secrets an export must hide: the users' API keys and named secrets, ``extra``
-    values (server config keys, session keys) and credential-named environment variables."""
-    registry = SecretRegistry()
-    if settings_store is not None:
-        for user_id in {u for u in user_ids if u}:
-            try:
-                registry.add(settings_store.get_llm_api_key(user_id))
-                registry.add_many(settings_store.get_secrets(user_id).values())
-            except ValueError as exc:  # SettingsError: a damaged file must not block export
-                log.warning("Could not read the secrets of user %s: %s", user_id, exc)
-    registry.add_many(extra)
-    if include_environ:
-        registry.add_from_environ(environ)
-    return registry
 
 
 def contains_secret(data: bytes, secrets: SecretRegistry) -> bool:
@@ -359,12 +336,13 @@ def _workspace_members(
     members: list[_Member] = []
     if not root.is_dir():
         return members
+    confined = Workspace(root)
     total = 0
 
     def leave_out(rel: str, size: int, reason: str) -> None:
         summary.left_out.append(LeftOutFile(path=secrets.redact(rel), size=size, reason=reason))
 
-    for rel, path, info in _walk(root):
+    for rel, _path, info in _walk(root):
         size = info.st_size
         if stat.S_ISDIR(info.st_mode):
             leave_out(rel + "/", 0, "cache or version-control folder")
@@ -382,9 +360,16 @@ def _workspace_members(
             leave_out(secrets.redact(rel), size, "its name holds a secret")
             continue
         try:
-            data = path.read_bytes()
+            with confined.open_confined(rel) as handle:
+                data = handle.read(limits.max_file_bytes + 1)
+        except WorkspaceError as exc:  # a hard link, FIFO, device, another mount...
+            leave_out(rel, size, str(exc))
+            continue
         except OSError as exc:
             leave_out(rel, size, f"unreadable: {exc.strerror or exc}")
+            continue
+        if len(data) > limits.max_file_bytes:
+            leave_out(rel, len(data), "it grew past the per-file limit while read")
             continue
         if contains_secret(data, secrets):
             try:

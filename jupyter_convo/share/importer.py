@@ -31,9 +31,12 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from ..agent.cassette import CassetteEntry
+from ..agent.workspace import WorkspaceError, check_path_length
+from ..events.redact import SecretRegistry
 from ..events.schema import ConversationStatus, event_from_json
 from ..store.conversations import ConversationStore
 from ..store.models import ConversationMetadata, new_id
+from ..store.titles import MAX_TITLE_CHARS, clean_title
 from .format import (
     CASSETTE_FILE,
     EVENTS_FILE,
@@ -60,14 +63,30 @@ class ShareFormatError(ValueError):
     """The upload is not a valid export; the message names the problem."""
 
 
+class ImportTooLarge(ShareFormatError):
+    """The export would unpack past a limit (a zip bomb, or just too big): HTTP 413."""
+
+
 @dataclass(frozen=True)
 class ImportLimits:
-    """Bounds on what an import may unpack (zip bomb protection)."""
+    """Bounds on what an import may unpack (zip bomb protection).
 
-    max_total_bytes: int = 2048 * MIB
-    max_ratio: float = 200.0  # uncompressed / compressed, for entries above ratio_floor
+    ``max_ratio`` bounds both each entry above ``ratio_floor`` and the archive as a whole
+    (everything it unpacks to, against its own size), so many small, highly compressed
+    entries cannot add up to a bomb either.
+    """
+
+    max_total_bytes: int = 1024 * MIB
+    max_ratio: float = 200.0  # uncompressed / compressed
     ratio_floor: int = 1 * MIB
-    max_entries: int = 100_000
+    max_entries: int = 10_000
+
+    def total_budget(self, archive_bytes: int | None) -> int:
+        """How many bytes an archive of ``archive_bytes`` may unpack to."""
+        if archive_bytes is None:
+            return self.max_total_bytes
+        by_ratio = max(self.ratio_floor, int(archive_bytes * self.max_ratio))
+        return min(self.max_total_bytes, by_ratio)
 
 
 @dataclass(frozen=True)
@@ -112,6 +131,13 @@ def check_entry_name(name: str) -> PurePosixPath:
         parts = [p for p in name.rstrip("/").split("/")]
         if any(p in ("", ".", "..") for p in parts):
             problem = "has '..', '.' or empty path segments"
+        else:
+            try:
+                check_path_length(name)
+            except WorkspaceError as exc:
+                raise ShareFormatError(
+                    f"entry {name[:80]!r}... cannot be unpacked: {exc}"
+                ) from None
     if problem is not None:
         raise ShareFormatError(f"entry {name!r} escapes the target folder: it {problem}")
     return PurePosixPath(name)
@@ -122,11 +148,29 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(mode)
 
 
-def check_directory(zf: zipfile.ZipFile, limits: ImportLimits) -> list[zipfile.ZipInfo]:
-    """Names, links, duplicates, counts, declared sizes and ratios; the file entries."""
+def archive_size(zf: zipfile.ZipFile) -> int | None:
+    """The size of the zip file itself, when its file can tell."""
+    handle: Any = zf.fp
+    try:
+        position = handle.tell()
+        size = int(handle.seek(0, os.SEEK_END))
+        handle.seek(position)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return size
+
+
+def check_directory(
+    zf: zipfile.ZipFile, limits: ImportLimits, budget: int | None = None
+) -> list[zipfile.ZipInfo]:
+    """Names, links, duplicates, counts, declared sizes and ratios; the file entries.
+
+    ``budget``: the bytes the whole archive may unpack to (``ImportLimits.total_budget``).
+    """
+    budget = limits.max_total_bytes if budget is None else budget
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
-        raise ShareFormatError(
+        raise ImportTooLarge(
             f"zip bomb: {len(infos)} entries, more than the limit of {limits.max_entries}"
         )
     seen: set[str] = set()
@@ -148,18 +192,16 @@ def check_directory(zf: zipfile.ZipFile, limits: ImportLimits) -> list[zipfile.Z
             continue
         if info.filename not in _TOP_LEVEL and not info.filename.startswith(WORKSPACE_PREFIX):
             raise ShareFormatError(f"unexpected file {info.filename!r} in the export")
-        total += info.file_size
-        if total > limits.max_total_bytes:
-            raise ShareFormatError(
-                f"zip bomb: the entries unpack to more than {limits.max_total_bytes} bytes"
-            )
         if info.file_size > limits.ratio_floor:
             ratio = info.file_size / max(info.compress_size, 1)
             if ratio > limits.max_ratio:
-                raise ShareFormatError(
+                raise ImportTooLarge(
                     f"zip bomb: {info.filename!r} expands {ratio:.0f} times "
                     f"(limit {limits.max_ratio:.0f})"
                 )
+        total += info.file_size
+        if total > budget:
+            raise ImportTooLarge(too_large_message(budget, limits))
         files.append(info)
     names = {info.filename for info in files}
     missing = [name for name in (MANIFEST_FILE, *REQUIRED_FILES) if name not in names]
@@ -168,12 +210,23 @@ def check_directory(zf: zipfile.ZipFile, limits: ImportLimits) -> list[zipfile.Z
     return files
 
 
+def too_large_message(budget: int, limits: ImportLimits) -> str:
+    why = (
+        f"the limit of {limits.max_total_bytes} bytes"
+        if budget >= limits.max_total_bytes
+        else f"{limits.max_ratio:.0f} times the size of the upload"
+    )
+    return f"zip bomb: the entries unpack to more than {budget} bytes ({why})"
+
+
 def parse_manifest(data: bytes) -> Manifest:
     """``manifest.json`` checked for format name and version."""
     try:
         raw = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ShareFormatError(f"{MANIFEST_FILE} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ShareFormatError(f"{MANIFEST_FILE} is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ShareFormatError(f"{MANIFEST_FILE} must hold a JSON object")
     if raw.get("format", FORMAT_NAME) != FORMAT_NAME:
@@ -210,9 +263,15 @@ def _read_member(
         with zf.open(info) as member:
             while chunk := member.read(CHUNK):
                 size += len(chunk)
-                if size > limit or size > info.file_size:
+                if size > limit:
+                    raise ImportTooLarge(
+                        f"zip bomb: {info.filename!r} unpacks to more bytes than allowed "
+                        f"(at most {limit} bytes are left of the archive's budget)"
+                    )
+                if size > info.file_size:
                     raise ShareFormatError(
-                        f"zip bomb: {info.filename!r} unpacks to more bytes than allowed"
+                        f"entry {info.filename!r} lies about its size: it unpacks to more "
+                        f"than the {info.file_size} bytes it declares"
                     )
                 digest.update(chunk)
                 sink(chunk)
@@ -224,10 +283,10 @@ def _read_member(
     return digest.hexdigest(), size
 
 
-def read_manifest(zf: zipfile.ZipFile, limits: ImportLimits) -> Manifest:
+def read_manifest(zf: zipfile.ZipFile, budget: int) -> Manifest:
     info = zf.getinfo(MANIFEST_FILE)
     buffer = bytearray()
-    _read_member(zf, info, min(MAX_MANIFEST_BYTES, limits.max_total_bytes), buffer.extend)
+    _read_member(zf, info, min(MAX_MANIFEST_BYTES, budget), buffer.extend)
     return parse_manifest(bytes(buffer))
 
 
@@ -236,9 +295,10 @@ def unpack(
     files: list[zipfile.ZipInfo],
     manifest: Manifest,
     staging: Path,
-    limits: ImportLimits,
+    budget: int,
 ) -> None:
-    """Extract every file into ``staging`` counting real bytes, then compare the hashes."""
+    """Extract every file into ``staging`` counting the real bytes against ``budget`` as
+    they stream out (a lying header stops the extraction), then compare the hashes."""
     listed = set(manifest.files)
     present = {info.filename for info in files if info.filename != MANIFEST_FILE}
     unlisted = sorted(present - listed)
@@ -247,7 +307,6 @@ def unpack(
     missing = sorted(listed - present)
     if missing:
         raise ShareFormatError(f"missing files: {', '.join(missing[:5])}")
-    budget = limits.max_total_bytes
     root = staging.resolve()
     for info in files:
         if info.filename == MANIFEST_FILE:
@@ -255,9 +314,14 @@ def unpack(
         target = (staging / info.filename).resolve()
         if root not in target.parents:
             raise ShareFormatError(f"entry {info.filename!r} escapes the target folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "xb") as out:
-            digest, size = _read_member(zf, info, budget, out.write)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "xb") as out:
+                digest, size = _read_member(zf, info, budget, out.write)
+        except OSError as exc:
+            raise ShareFormatError(
+                f"entry {info.filename!r} cannot be unpacked: {exc.strerror or exc}"
+            ) from None
         budget -= size
         expected = manifest.files[info.filename]
         if digest != expected.sha256 or size != expected.size:
@@ -284,6 +348,11 @@ def check_contents(staging: Path) -> Contents:
         metadata = ConversationMetadata.model_validate_json((staging / META_FILE).read_bytes())
     except ValidationError as exc:
         raise ShareFormatError(f"{META_FILE} is invalid: {_first_error(exc)}") from None
+    if metadata.title is not None and len(metadata.title) > MAX_TITLE_CHARS:
+        raise ShareFormatError(
+            f"{META_FILE} is invalid: title: it has {len(metadata.title)} characters; "
+            f"titles may have at most {MAX_TITLE_CHARS} (as in the API)"
+        )
     return Contents(metadata, count, last_id, entries)
 
 
@@ -334,11 +403,12 @@ def extract_export(
     """Validate ``source`` fully and unpack it into the new folder ``destination``."""
     limits = limits or ImportLimits()
     with open_zip(source) as zf:
-        files = check_directory(zf, limits)
-        manifest = read_manifest(zf, limits)
+        budget = limits.total_budget(archive_size(zf))
+        files = check_directory(zf, limits, budget)
+        manifest = read_manifest(zf, budget)
         destination.mkdir(parents=True, exist_ok=False)
         try:
-            unpack(zf, files, manifest, destination, limits)
+            unpack(zf, files, manifest, destination, budget)
             contents = check_contents(destination)
         except BaseException:
             shutil.rmtree(destination, ignore_errors=True)
@@ -385,12 +455,14 @@ def import_conversation(
     store: ConversationStore | None = None,
     user_id: str | None = None,
     limits: ImportLimits | None = None,
+    secrets: SecretRegistry | None = None,
 ) -> ImportResult:
     """Validate and unpack an export as a stopped conversation owned by ``user_id``.
 
     The events are kept byte for byte (a re-export gives the same ``events.jsonl``); the
     workspace files, if any, go into the conversation's ``workspace/``. The id is kept
-    unless a conversation already has it. Raises ``ShareFormatError``.
+    unless a conversation already has it. The title, as every stored title, hides
+    ``secrets`` (``clean_title``). Raises ``ShareFormatError``.
     """
     root = Path(conversations_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -407,6 +479,7 @@ def import_conversation(
             {
                 **original.model_dump(),
                 "id": conversation_id,
+                "title": clean_title(original.title, secrets),
                 "user_id": user_id,
                 "status": ConversationStatus.STOPPED,
                 "workspace": None,
@@ -453,6 +526,7 @@ __all__ = [
     "Contents",
     "ImportLimits",
     "ImportResult",
+    "ImportTooLarge",
     "ShareFormatError",
     "check_entry_name",
     "extract_export",

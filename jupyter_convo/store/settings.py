@@ -18,6 +18,7 @@ import re
 import stat
 import threading
 import uuid
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+from ..events.redact import MIN_SECRET_LENGTH, SecretRegistry
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,18 @@ ClearableField = Literal[
     "llm_api_key",
     "secrets",
 ]
+
+
+def check_secret_length(value: SecretStr, what: str, hint: str = "") -> None:
+    """Refuse a secret too short to be hidden: the redactor leaves values under
+    ``MIN_SECRET_LENGTH`` characters alone (they would hide ordinary words), so such a
+    secret would show in clear in events, titles and exports. "" (remove it) passes."""
+    length = len(value.get_secret_value())
+    if 0 < length < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"{what} has {length} characters; a secret needs at least {MIN_SECRET_LENGTH} "
+            f"to be hidden reliably wherever it appears{hint}"
+        )
 
 
 class SettingsError(ValueError):
@@ -107,12 +122,24 @@ class SettingsUpdate(BaseModel):
     @field_validator("secrets")
     @classmethod
     def _secret_names(cls, value: dict[str, SecretStr] | None) -> dict[str, SecretStr] | None:
-        for name in value or {}:
+        for name, secret in (value or {}).items():
             if not SECRET_NAME.match(name):
                 raise ValueError(
                     f"secret name {name!r} must look like an environment variable"
                     " (letters, digits, underscore; not starting with a digit)"
                 )
+            check_secret_length(secret, f"secret {name}")
+        return value
+
+    @field_validator("llm_api_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret_length(
+                value,
+                "llm_api_key",
+                hint="; for a local server that needs no key, leave it unset",
+            )
         return value
 
     def changed_fields(self) -> list[str]:
@@ -304,3 +331,28 @@ class SettingsStore:
                 secrets.secrets[name] = value.get_secret_value()
             else:
                 secrets.secrets.pop(name, None)
+
+
+def known_secrets(
+    *,
+    settings_store: SettingsStore | None = None,
+    user_ids: Iterable[str | None] = (),
+    extra: Iterable[str | None] = (),
+    environ: Mapping[str, str] | None = None,
+    include_environ: bool = True,
+) -> SecretRegistry:
+    """Every secret the server knows for ``user_ids``: their API keys and named secrets,
+    ``extra`` values (server config keys, session keys) and credential-named environment
+    variables. Exports, titles and anything else leaving the server pass through it."""
+    registry = SecretRegistry()
+    if settings_store is not None:
+        for user_id in {u for u in user_ids if u}:
+            try:
+                registry.add(settings_store.get_llm_api_key(user_id))
+                registry.add_many(settings_store.get_secrets(user_id).values())
+            except ValueError as exc:  # SettingsError: a damaged file must not block this
+                log.warning("Could not read the secrets of user %s: %s", user_id, exc)
+    registry.add_many(extra)
+    if include_environ:
+        registry.add_from_environ(environ)
+    return registry

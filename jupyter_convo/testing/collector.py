@@ -21,6 +21,9 @@ class EventCollector:
     def __init__(self, stream: AsyncIterator[Event]) -> None:
         self.events: list[Event] = []
         self.ended = False
+        # What ended the stream, if it did not just end (e.g. ConversationNotFound when
+        # the conversation was deleted).
+        self.error: Exception | None = None
         self._changed = asyncio.Event()
         self._task = asyncio.create_task(self._run(stream))
 
@@ -29,6 +32,8 @@ class EventCollector:
             async for event in stream:
                 self.events.append(event)
                 self._changed.set()
+        except Exception as exc:
+            self.error = exc
         finally:
             self.ended = True
             self._changed.set()

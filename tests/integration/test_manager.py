@@ -24,6 +24,7 @@ from jupyter_convo.agent.settings import AgentSettings
 from jupyter_convo.events.inputs import MessageInput
 from jupyter_convo.events.log import EventLog
 from jupyter_convo.events.schema import (
+    AgentState,
     AgentStateEvent,
     ConversationStatus,
     ErrorEvent,
@@ -35,8 +36,11 @@ from jupyter_convo.manager.base import ConversationNotFound, ConversationNotRunn
 from jupyter_convo.manager.config import ManagerConfig
 from jupyter_convo.manager.metadata import RUNTIME_DIED, TOO_MANY_CONVERSATIONS
 from jupyter_convo.manager.nested import NestedConversationManager
-from jupyter_convo.manager.sandboxes.process import pid_alive
-from jupyter_convo.runtime.models import InitialMessage
+from jupyter_convo.manager.owner import DataDirInUse
+from jupyter_convo.manager.runtime_client import RuntimeClient
+from jupyter_convo.manager.sandboxes.process import ProcessSandbox, pid_alive
+from jupyter_convo.runtime.auth import SESSION_KEY_ENV
+from jupyter_convo.runtime.models import CreateConversationRequest, InitialMessage
 from jupyter_convo.store.conversations import StartTask, StartTaskStatus
 from jupyter_convo.testing import ScriptedLLM, llm_config_for, reply
 from jupyter_convo.testing.collector import EventCollector as Collector
@@ -239,6 +243,7 @@ async def test_full_lifecycle(
 
     await manager.delete_conversation(cid)
     await stream.wait_ended()
+    assert isinstance(stream.error, ConversationNotFound), "watchers learn it was deleted"
     assert not (data_dir / "conversations" / cid).exists()
     assert manager.store.get(cid) is None
     assert manager.store.count_start_tasks(conversation_id=cid) == 0
@@ -355,13 +360,18 @@ async def test_killed_runtime_turns_the_conversation_to_error(
         lambda e: isinstance(e, ErrorEvent) and e.code == RUNTIME_DIED, "RUNTIME_DIED"
     )
     assert "killed by signal 9" in died.message
+    # and the agent loop is gone: its state is logged as error, not left "running"
+    gone = await stream.wait_for(
+        lambda e: isinstance(e, AgentStateEvent) and e.id > died.id, "the agent state after it"
+    )
+    assert isinstance(gone, AgentStateEvent) and gone.state is AgentState.ERROR
     after = read_log(manager.config.data_dir, cid)
     assert [e.model_dump() for e in after[: len(before)]] == [e.model_dump() for e in before]
-    assert after[-1].id == died.id == before[-1].id + 1
+    assert died.id == before[-1].id + 1 and after[-1].id == gone.id == died.id + 1
     meta = manager.metadata(cid, "ada")
-    assert meta.status is ConversationStatus.ERROR
+    assert meta.status is ConversationStatus.ERROR and meta.agent_state == "error"
     assert meta.error is not None and meta.error.startswith(RUNTIME_DIED)
-    assert meta.last_event_id == died.id
+    assert meta.last_event_id == gone.id
     assert not await manager.is_agent_loop_running(cid)
     assert not (manager.config.data_dir / "conversations" / cid / "runtime.json").exists()
     await stream.close()
@@ -472,3 +482,55 @@ async def test_title_generated_from_the_first_message_is_published(
     await stream.wait_for(agent_says("sure"), "the answer")
     await stream.close()
     await manager.close_session(cid)
+
+
+async def test_one_data_dir_has_one_manager_at_a_time(
+    make_manager: MakeManager, data_dir: Path
+) -> None:
+    first = await make_manager()
+    second = NestedConversationManager(ManagerConfig(data_dir=data_dir))
+    second.owner_details = {"url": "http://second.example/"}
+    with pytest.raises(DataDirInUse) as refused:
+        await second.start()
+    assert f"pid {os.getpid()}" in str(refused.value), refused.value
+    await first.shutdown()
+    await second.start()  # the owner left: the data dir is free again
+    lock = json.loads((data_dir / "owner.lock").read_text())
+    assert lock["url"] == "http://second.example/" and lock["pid"] == os.getpid()
+    await second.shutdown()
+
+
+async def test_a_runtime_running_without_its_record_is_stopped_before_a_start(
+    make_manager: MakeManager, settings: AgentSettings, scripted_llm: ScriptedLLM
+) -> None:
+    """A runtime of the conversation that runs unknown to the manager (its record lost)
+    holds the log's lock: a start must not fail on it (it used to, with a 500)."""
+    scripted_llm.add_script([reply("first"), reply("second")])
+    manager = await make_manager()
+    cid = await create_ready(manager, settings, "orphan at start")
+    first = Collector(manager.subscribe(cid))
+    await first.wait_for(agent_says("first"), "the first answer")
+    await first.close()
+    await manager.close_session(cid)
+    other = ProcessSandbox(manager.config.conversations_root, server_instance_id="elsewhere")
+    key = manager.session_key(cid)
+    orphan = await other.start(cid, {SESSION_KEY_ENV: key}, timeout=60)
+    client = RuntimeClient(orphan.url, key, cid)
+    try:
+        await client.create_conversation(
+            CreateConversationRequest(conversation_id=cid, settings=settings)
+        )  # it holds the log's lock now
+    finally:
+        await client.aclose()
+    other.remove_record(cid)
+    assert [h.pid for h in await manager.sandbox.find_orphans(cid)] == [orphan.pid]
+
+    info = await manager.maybe_start_agent_loop(
+        cid, user_id="ada", settings=settings, initial_message=InitialMessage(text="again")
+    )
+    assert info.status == ConversationStatus.RUNNING.value
+    assert info.runtime_id != str(orphan.pid)
+    assert not pid_alive(orphan.pid or 0), "the orphan was stopped"
+    stream = Collector(manager.subscribe(cid))
+    await stream.wait_for(agent_says("second"), "the answer of the new runtime")
+    await stream.close()

@@ -6,17 +6,22 @@ are not harmed: their requests are answered and their event streams complete.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
 import pytest
 from live_server import ALICE, BOB, LiveServer
 from reliability_helpers import Subscriber, astart, start, state_is, stored_events
 
+from jupyter_convo.manager.keys import session_key
 from jupyter_convo.testing import ScriptedLLM, call, reply, tool_calls
+
+OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 
 TRAVERSALS = [
     "../../../../etc/passwd",
@@ -190,3 +195,164 @@ async def test_websocket_floods_do_not_harm_other_users(
     assert any(e["kind"] == "message" and e.get("text") == "flood over" for e in log)
     for subscriber in (flooder, sleeper, watcher, reader):
         subscriber.close()
+
+
+# --- nesting, names, ids, archives, races -----------------------------------------------
+
+DEEP = 3000
+
+
+def deep_json(levels: int = DEEP) -> bytes:
+    return b'{"text": ' + b"[" * levels + b"]" * levels + b"}"
+
+
+def json_body_routes() -> list[tuple[str, str]]:
+    """Every route of docs/openapi.yaml that takes a JSON body."""
+    import yaml
+
+    document = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
+    found = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            content = (operation.get("requestBody") or {}).get("content", {})
+            if "application/json" in content:
+                found.append((method.upper(), path))
+    return found
+
+
+def test_deeply_nested_json_is_a_400_on_every_json_route(
+    server: LiveServer, targets: dict[str, str]
+) -> None:
+    routes = json_body_routes()
+    assert len(routes) >= 8, routes
+    with server.client(ALICE) as alice:
+        for cid in targets.values():
+            for method, path in routes:
+                url = path.replace("{conversation_id}", cid).removeprefix("/api/convo/")
+                response = alice.request(method, url, content=deep_json())
+                assert response.status_code == 400, (method, path, response.text[:300])
+                assert "nested" in response.json()["message"], (method, path, response.text)
+        assert alice.get(f"conversations/{targets['running']}").status_code == 200
+
+
+async def test_deeply_nested_frames_are_refused_and_the_socket_stays_open(
+    server: LiveServer, targets: dict[str, str]
+) -> None:
+    subscriber = await Subscriber.connect(server, targets["running"])
+    await subscriber.connection.write_message(deep_json().decode())
+    refused = await subscriber.until(lambda e: e["kind"] == "error" and e["id"] == -1)
+    assert refused["code"] == "INVALID_INPUT" and "nested" in refused["message"], refused
+    await subscriber.connection.write_message(json.dumps({"kind": "nope"}))
+    again = await subscriber.until(lambda e: e["kind"] == "error" and e["id"] == -1)
+    assert again["code"] == "INVALID_INPUT"  # still open and answering
+    subscriber.close()
+
+
+def test_deeply_nested_json_is_a_400_on_the_runtimes_routes(
+    server: LiveServer, targets: dict[str, str]
+) -> None:
+    cid = targets["running"]
+    record = json.loads((server.data_dir / "conversations" / cid / "runtime.json").read_text())
+    key = session_key((server.data_dir / "server_secret").read_bytes(), cid)
+    base = f"http://{record['host']}:{record['port']}"
+    with httpx.Client(base_url=base, headers={"X-Session-API-Key": key}, timeout=30) as runtime:
+        for url in ("/api/conversations", f"/api/conversations/{cid}/events"):
+            response = runtime.post(url, content=deep_json())
+            assert response.status_code == 400, (url, response.text[:300])
+            assert response.json()["status"] == 400
+        assert runtime.get(f"/api/conversations/{cid}").status_code == 200
+
+
+@pytest.mark.parametrize("which", ["running", "stopped"])
+def test_a_name_over_255_bytes_is_a_400_naming_the_limit(
+    server: LiveServer, targets: dict[str, str], which: str
+) -> None:
+    cid = targets[which]
+    long_name = "n" * 300
+    with server.client(ALICE) as alice:
+        for route, params in [
+            ("files", {"path": long_name}),
+            ("files/content", {"path": long_name}),
+            ("files/content", {"path": f"dir/{'é' * 200}.txt"}),
+            ("files", {"path": "/".join(["d" * 250] * 20)}),
+        ]:
+            response = alice.get(f"conversations/{cid}/{route}", params=params)
+            assert response.status_code == 400, (which, route, response.text[:300])
+            assert "255 bytes" in response.text or "4096 bytes" in response.text, response.text
+        upload = alice.post(f"conversations/{cid}/files", files={"files": (long_name, b"x")})
+        assert upload.status_code == 400 and "255 bytes" in upload.text, upload.text
+    with server.client(ALICE) as alice:
+        created = alice.post("conversations", json={"workspace": long_name})
+        assert created.status_code == 400 and "255 bytes" in created.text, created.text
+
+
+def test_malformed_ids_and_unknown_routes_answer_json_404(
+    server: LiveServer, targets: dict[str, str]
+) -> None:
+    bad_ids = ["has space", "semi;colon", "x" * 65, "dot.dot", "ünïcode"]
+    with server.client(ALICE) as alice:
+        for bad in bad_ids:
+            for suffix in ("", "/messages", "/events/ws", "/files/content", "/export"):
+                for method in ("GET", "POST", "DELETE"):
+                    response = alice.request(method, f"conversations/{bad}{suffix}")
+                    assert response.status_code == 404, (bad, suffix, method, response.text)
+                    assert response.headers["content-type"].startswith("application/json")
+                    assert "conversation ids are" in response.json()["message"], response.text
+        for route in ("nope", "conversations/search/more", f"conversations/{targets['running']}/x"):
+            response = alice.get(route)
+            assert response.status_code == 404, (route, response.text[:200])
+            assert response.json()["message"].startswith("no route GET"), response.text
+    with httpx.Client(base_url=server.api, timeout=30) as anonymous:
+        refused = anonymous.get("conversations/has space")
+        assert refused.status_code in (401, 403)
+        assert refused.headers["content-type"].startswith("application/json")
+
+
+def test_error_messages_keep_percent_signs(server: LiveServer, targets: dict[str, str]) -> None:
+    with server.client(ALICE) as alice:
+        response = alice.get("conversations/search", params={"100%": "yes"})
+        assert response.status_code == 400
+        assert "'100%'" in response.json()["message"], response.text
+        missing = alice.get(
+            f"conversations/{targets['stopped']}/files/content", params={"path": "50% off.txt"}
+        )
+        assert missing.status_code == 404
+        assert "50% off.txt" in missing.json()["message"], missing.text
+    assert "%%" not in server.log_text().split("===== start")[-1]
+
+
+async def test_requests_racing_a_delete_are_404_or_409_never_500(
+    server: LiveServer, llm: ScriptedLLM
+) -> None:
+    """Messages (which restart a stopped conversation), uploads, listings and reads sent
+    while the conversation is deleted: each is answered (or refused 404/409) and none
+    brings the deleted conversation's folder back."""
+    llm.add_script([reply("raced"), reply("raced again")], match="race target")
+    raced = []
+    async with server.async_client(ALICE, timeout=120) as alice:
+        for round_ in range(6):
+            cid = await astart(alice, f"race target {round_}")
+            raced.append(cid)
+            if round_ % 2:
+                (await alice.post(f"conversations/{cid}/stop")).raise_for_status()
+            base = f"conversations/{cid}"
+            answers = await asyncio.gather(
+                alice.post(f"{base}/messages", json={"text": "go"}),
+                alice.delete(base),
+                alice.post(f"{base}/messages", json={"text": "go"}),
+                alice.post(f"{base}/files", files={"files": ("late.txt", b"late")}),
+                alice.get(f"{base}/files"),
+                alice.get(f"{base}/files/content", params={"path": "late.txt"}),
+                alice.get(f"{base}/workspace.zip"),
+                alice.post(f"{base}/messages", json={"text": "go"}),
+            )
+            statuses = [answer.status_code for answer in answers]
+            assert answers[1].status_code == 204, answers[1].text
+            for answer in answers[:1] + answers[2:]:
+                assert answer.status_code in (200, 202, 404, 409), (round_, statuses, answer.text)
+                if answer.status_code >= 400:
+                    assert answer.headers["content-type"].startswith("application/json")
+                    assert "Unhandled" not in answer.json()["message"], answer.text
+            assert (await alice.get(base)).status_code == 404
+    left = [cid for cid in raced if (server.data_dir / "conversations" / cid).exists()]
+    assert not left, "a deleted conversation came back"

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import io
 import json
 import os
@@ -27,6 +29,7 @@ import yaml
 from live_server import ALICE, BOB, LiveServer
 from reliability_helpers import Subscriber, astart, start, state_is
 from tornado.httpclient import HTTPClientError
+from tornado.websocket import websocket_connect
 
 from jupyter_convo.manager.keys import session_key
 from jupyter_convo.testing import ScriptedLLM, reply, tool_call
@@ -313,3 +316,203 @@ def scan_bytes(name: str, data: bytes) -> list[str]:
             for member in archive.namelist():
                 found += scan_bytes(f"{name}:{member}", archive.read(member))
     return found
+
+
+# --- credentials in the server log ---------------------------------------------------------
+
+
+async def test_tokens_never_reach_the_server_log(server: LiveServer, conversation: str) -> None:
+    """Browsers and WebSocket clients send the token as ``?token=``; requests refused with
+    a 4xx are logged with their URL. Neither that token nor an Authorization header may
+    be written."""
+    marker = f"token-probe-{conversation[:8]}"
+    async with httpx.AsyncClient(base_url=server.api, timeout=30) as anonymous:
+        for route, params, method, body in [
+            ("conversations/search", {"limit": "many"}, "GET", None),  # 400 bad query
+            ("conversations/search", {marker: "1"}, "GET", None),  # 400 unknown parameter
+            (f"conversations/{'0' * 32}", {}, "GET", None),  # 404 missing
+            ("conversations/bad%20id!", {}, "GET", None),  # 404 malformed id
+            ("no-such-route", {}, "GET", None),  # 404 unknown route
+            ("conversations", {}, "POST", b"{not json"),  # 400 bad body
+            (f"conversations/{conversation}", {}, "PATCH", b'{"title": ""}'),  # 400
+        ]:
+            for token in ("alice-token", "bob-token"):
+                response = await anonymous.request(
+                    method, route, params={**params, "token": token}, content=body
+                )
+                assert 400 <= response.status_code < 500, (route, response.status_code)
+            response = await anonymous.request(
+                method, route, params=params, content=body, headers=ALICE
+            )
+            assert 400 <= response.status_code < 500, (route, response.status_code)
+    for cid in ("0" * 32, conversation):
+        url = f"{server.ws_api}conversations/{cid}/events/ws?after_id=nope&token=bob-token"
+        with pytest.raises(HTTPClientError) as refused:
+            await websocket_connect(url)
+        assert refused.value.code in (400, 404)
+    last = f"last-probe-{conversation[:8]}"
+    async with server.async_client(ALICE) as alice:
+        assert (await alice.get("conversations/search", params={last: "1"})).status_code == 400
+    log_text = await logged(server, last)  # the server's log is copied by another thread
+    assert marker in log_text, "the refused requests were logged (the check can see them)"
+    for token in ("alice-token", "bob-token"):
+        assert token not in log_text, [line for line in log_text.splitlines() if token in line]
+    assert "token=[secret]" in log_text
+
+
+async def logged(server: LiveServer, text: str, timeout: float = 30.0) -> str:
+    """The server's log once ``text`` is in it (bounded; fails loudly)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while text not in (log_text := server.log_text()):
+        assert loop.time() < deadline, f"{text!r} never reached the server log"
+        await asyncio.sleep(0.05)
+    return log_text
+
+
+# --- secrets in titles ---------------------------------------------------------------------
+
+TITLE_SECRET = "pw-title-secret-7c1d9e0a"
+
+
+async def test_no_title_write_path_stores_a_secret(server: LiveServer, llm: ScriptedLLM) -> None:
+    """Given at creation, renamed, made from the first message, imported, replayed: every
+    title is stored, searched, returned and announced with the user's secrets hidden."""
+    llm.add_script([reply("title test")], match="title test")
+    async with server.async_client(ALICE) as alice:
+        saved = await alice.put("settings", json={"secrets": {"TITLE_PW": TITLE_SECRET}})
+        saved.raise_for_status()
+        given = await astart(alice, "title test given", title=f"given {TITLE_SECRET}")
+        made = await astart(alice, f"title test {TITLE_SECRET} in the first message")
+        watcher = await Subscriber.connect(server, given)
+        renamed = await alice.patch(f"conversations/{given}", json={"title": f"x{TITLE_SECRET}"})
+        assert renamed.status_code == 200, renamed.text
+        announced = await watcher.until(lambda e: e["kind"] == "title")
+        watcher.close()
+        export = await alice.get(f"conversations/{made}/export")
+        assert export.status_code == 200, export.text
+        imported = await alice.post(
+            "conversations/import",
+            content=with_meta_title(export.content, f"imported {TITLE_SECRET}"),
+            headers={"Content-Type": "application/zip"},
+        )
+        assert imported.status_code == 201, imported.text
+        replay = await alice.post(
+            "conversations/stream-start",
+            json={"replay": {"source_conversation_id": imported.json()["id"]}},
+        )
+        assert replay.status_code == 200, replay.text
+        shown = {
+            "rename": renamed.text,
+            "title event": json.dumps(announced),
+            "import": imported.text,
+            "replay": replay.text,
+            "get": (await alice.get(f"conversations/{given}")).text,
+            "search": (await alice.get("conversations/search")).text,
+            "batch": (await alice.get("conversations", params={"ids": [given, made]})).text,
+        }
+        titles = [
+            item["title"] for item in (await alice.get("conversations/search")).json()["items"]
+        ]
+        for cid in (given, made):
+            (await alice.post(f"conversations/{cid}/stop")).raise_for_status()
+    leaks = {name: text for name, text in shown.items() if TITLE_SECRET in text}
+    assert not leaks, leaks
+    assert renamed.json()["title"] == "x<secret-hidden>"
+    assert announced["title"] == "x<secret-hidden>"
+    assert {"x<secret-hidden>", "imported <secret-hidden>"} <= set(titles), titles
+    assert any(t.startswith("title test <secret-hidden>") for t in titles), titles
+    assert any(t.startswith("Replay of imported <secret-hidden>") for t in titles), titles
+    for path in server.data_dir.glob("convo.db*"):  # SQLite, its WAL included
+        assert TITLE_SECRET.encode() not in path.read_bytes(), path
+
+
+def with_meta_title(export: bytes, title: str) -> bytes:
+    """The export with another title in ``meta.json`` (and the manifest's hash to match)."""
+    members: dict[str, bytes] = {}
+    with zipfile.ZipFile(io.BytesIO(export)) as archive:
+        for name in archive.namelist():
+            members[name] = archive.read(name)
+    meta = json.loads(members["meta.json"])
+    meta["title"] = title
+    members["meta.json"] = json.dumps(meta).encode()
+    manifest = json.loads(members["manifest.json"])
+    manifest["files"]["meta.json"] = {
+        "sha256": hashlib.sha256(members["meta.json"]).hexdigest(),
+        "size": len(members["meta.json"]),
+    }
+    members["manifest.json"] = json.dumps(manifest).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+# --- links out of the workspace ------------------------------------------------------------
+
+LINK_SECRET = "pw-linked-secret-5e6f7a8b"
+
+
+async def test_no_link_lets_a_data_dir_file_leave_through_the_workspace(
+    server: LiveServer, llm: ScriptedLLM
+) -> None:
+    """The agent links the data dir's secrets file and server secret into its workspace
+    (hard links, a symlink, a FIFO): no file route, zip, export or skill serves them,
+    whether the runtime runs or not."""
+    async with server.async_client(ALICE) as alice:
+        saved = await alice.put("settings", json={"secrets": {"LINKED_PW": LINK_SECRET}})
+        saved.raise_for_status()
+    (secrets_file,) = [
+        path
+        for path in server.data_dir.glob("settings/*.secrets.json")
+        if LINK_SECRET in path.read_text()  # alice's (stored in clear: its mode protects it)
+    ]
+    server_secret = server.data_dir / "server_secret"
+    command = (
+        f"ln {secrets_file} notes.txt && ln {server_secret} key.bin && "
+        f"ln {secrets_file} AGENTS.md && ln -s {secrets_file} link.txt && mkfifo pipe && "
+        "echo fine > mine.txt && ls"
+    )
+    llm.add_script([tool_call("terminal", {"command": command}), reply("linked")], match="links")
+    async with server.async_client(ALICE) as alice:
+        cid = await astart(alice, "links out of the workspace")
+        watcher = await Subscriber.connect(server, cid)
+        await watcher.until(state_is("awaiting_user_input", "error"))
+        watcher.close()
+        outputs = [e for e in watcher.events if e["kind"] == "command_output"]
+        assert outputs and outputs[0]["exit_code"] == 0, outputs
+        for state in ("running", "stopped"):
+            if state == "stopped":
+                (await alice.post(f"conversations/{cid}/stop")).raise_for_status()
+            served = {}
+            for name in ("notes.txt", "key.bin", "AGENTS.md", "link.txt", "pipe"):
+                response = await alice.get(
+                    f"conversations/{cid}/files/content", params={"path": name}
+                )
+                assert response.status_code in (400, 403), (state, name, response.text)
+                served[f"{state} files/content {name}"] = response.content
+            assert (
+                await alice.get(f"conversations/{cid}/files/content", params={"path": "mine.txt"})
+            ).json()["content"] == "fine\n"
+            zipped = await alice.get(f"conversations/{cid}/workspace.zip")
+            assert zipped.status_code == 200
+            with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
+                assert archive.namelist() == ["mine.txt"], (state, archive.namelist())
+            served[f"{state} workspace.zip"] = zipped.content
+            export = await alice.get(f"conversations/{cid}/export", params={"workspace": "true"})
+            assert export.status_code == 200, export.text
+            with zipfile.ZipFile(io.BytesIO(export.content)) as archive:
+                members = [n for n in archive.namelist() if n.startswith("workspace/")]
+                manifest = json.loads(archive.read("manifest.json"))
+            assert members == ["workspace/mine.txt"], (state, members)
+            reasons = {item["path"]: item["reason"] for item in manifest["workspace"]["left_out"]}
+            assert "hard links" in reasons["notes.txt"] and "hard links" in reasons["key.bin"]
+            served[f"{state} export"] = export.content
+            skills = await alice.get(f"conversations/{cid}/skills")
+            assert skills.status_code == 200 and skills.json()["skills"] == [], skills.text
+    secret_bytes = server_secret.read_bytes()
+    for where, data in served.items():
+        assert LINK_SECRET.encode() not in data, where
+        assert secret_bytes not in data, where
+        assert not scan_bytes(where, data)

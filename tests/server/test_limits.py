@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -77,3 +78,26 @@ async def test_an_oversized_upload_is_refused_whole(alice: Api, jp_serverapp: An
         "POST", f"conversations/{meta.id}/files", raw_body=body, headers=headers
     )
     assert result["uploaded"] == ["fits.bin"]
+
+
+@pytest.mark.parametrize("convo_config", [{"max_concurrent_conversations": 3}])
+async def test_the_limit_holds_for_starts_at_the_same_time(
+    alice: Api, jp_serverapp: Any, scripted_llm: ScriptedLLM, convo_data_dir: Any
+) -> None:
+    """Six ``stream-start`` at once with a limit of three: three run, the three least
+    recently active are stopped with the error event, none is left running over it."""
+    scripted_llm.add_script([reply("racing to start")], match="racer")
+    tasks = await asyncio.gather(*(alice.start(f"racer {n}") for n in range(6)))
+    ids = [task["conversation_id"] for task in tasks]
+    running = [r["conversation_id"] for r in await alice.get("runtimes")]
+    assert len(running) == 3 and set(running) <= set(ids), running
+    manager = services_of(jp_serverapp).manager
+    assert await manager.get_running_agent_loops(user_id="alice") == set(running)
+    alive = [
+        cid for cid in ids if (convo_data_dir / "conversations" / cid / "runtime.json").exists()
+    ]
+    assert sorted(alive) == sorted(running), "no runtime process beyond the limit"
+    for cid in set(ids) - set(running):
+        meta = await alice.get(f"conversations/{cid}")
+        assert meta["status"] == "STOPPED", meta
+        assert meta["error"].startswith("AGENT_ERROR$TOO_MANY_CONVERSATIONS"), meta

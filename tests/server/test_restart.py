@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import WAIT, Api, kill_process_group, state_is
 
-from jupyter_convo.events.schema import ErrorEvent
+from jupyter_convo.events.schema import AgentStateEvent, ErrorEvent
 from jupyter_convo.server.app import ConvoExtension
 from jupyter_convo.server.handlers import SERVICES_KEY
 from jupyter_convo.testing import ScriptedLLM, reply
@@ -96,8 +96,12 @@ async def test_a_running_conversation_is_found_again_and_a_killed_one_shows_erro
     kill_process_group(pid)
     died = await after.until(lambda e: e.kind == "error")
     assert isinstance(died, ErrorEvent) and died.code == "RUNTIME_DIED"
+    # the agent loop is gone: the event stream and the metadata say so, not "running"
+    gone = await after.until(lambda e: e.kind == "agent_state")
+    assert isinstance(gone, AgentStateEvent) and gone.state.value == "error", gone
+    assert gone.id == died.id + 1 and gone.reason.startswith("RUNTIME_DIED")
     meta = await alice.get(f"conversations/{cid}")
-    assert meta["status"] == "ERROR"
+    assert meta["status"] == "ERROR" and meta["agent_state"] == "error"
     assert await alice.get("runtimes") == []
     texts = [
         e["text"]
@@ -125,6 +129,8 @@ async def test_a_runtime_killed_while_the_server_is_down_shows_error(
     assert meta["status"] == "ERROR"
     assert "RUNTIME_DIED" in meta["error"]
     events = (await alice.get(f"conversations/{cid}/events/search", limit=1000))["items"]
-    assert len(events) == count + 1, "the log is intact, plus the death notice"
-    assert events[-1]["kind"] == "error" and events[-1]["code"] == "RUNTIME_DIED"
+    assert len(events) == count + 2, "the log is intact, plus the death notice"
+    assert events[-2]["kind"] == "error" and events[-2]["code"] == "RUNTIME_DIED"
+    assert events[-1]["kind"] == "agent_state" and events[-1]["state"] == "error"
+    assert meta["agent_state"] == "error"
     assert await alice.get("runtimes") == []

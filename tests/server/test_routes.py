@@ -320,6 +320,30 @@ async def test_settings_are_layered_and_secrets_write_only(
     ]
 
 
+def secrets_files(data_dir: Path) -> list[Path]:
+    return list(data_dir.glob("settings/*.secrets.json"))
+
+
+async def test_secrets_too_short_to_hide_are_refused(alice: Api, convo_data_dir: Path) -> None:
+    """The redactor leaves values under 6 characters alone (they would hide ordinary
+    words), so such a secret would show in clear: refused wherever one is registered."""
+    for body, field in [
+        ({"secrets": {"DB_PW": "abc12"}}, "secret DB_PW has 5 characters"),
+        ({"llm_api_key": "EMPTY"}, "llm_api_key has 5 characters"),
+    ]:
+        refused = await alice.error("PUT", "settings", body=body)
+        assert refused.code == 400 and field in refused.message, refused
+        assert "at least 6" in refused.message
+    for route in ("conversations", "conversations/stream-start"):
+        refused = await alice.error("POST", route, body={"api_key": "k"})
+        assert refused.code == 400 and "api_key has 1 characters" in refused.message, refused
+    assert not secrets_files(convo_data_dir), "nothing was stored"
+    # six characters are hidden; "" still removes a secret
+    await alice.call("PUT", "settings", body={"secrets": {"DB_PW": "abc123"}})
+    await alice.call("PUT", "settings", body={"secrets": {"DB_PW": ""}})
+    assert (await alice.get("settings"))["secret_names"] == []
+
+
 async def test_remember_prompt_asks_the_conversation_llm(
     alice: Api, jp_serverapp: Any, scripted_llm: ScriptedLLM
 ) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pytest
 from conftest import WAIT, Api
 
 from jupyter_convo.events.schema import Event, ReplayStepEvent, ReplaySummaryEvent
@@ -175,3 +176,60 @@ async def test_a_replay_conversation_reports_every_step(
     ]
     assert len(steps) == 9
     await alice.post(f"conversations/{replay_id}/stop")
+
+
+def tree(root: Path) -> list[Path]:
+    return sorted(root.rglob("*"))
+
+
+def export_with(extra: list[tuple[str, bytes]]) -> bytes:
+    """The example export plus ``extra`` workspace files, listed in its manifest with
+    their true hashes: a well-formed export, whatever it unpacks to."""
+    members = example_members()
+    manifest = json.loads(members["manifest.json"])
+    for name, data in extra:
+        manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    members["manifest.json"] = json.dumps(manifest).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in [*members.items(), *extra]:
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("convo_config", [{"upload_max_bytes": 8 * 1024 * 1024}])
+async def test_zip_bombs_of_many_small_entries_are_413_and_write_nothing(
+    alice: Api, convo_data_dir: Path
+) -> None:
+    """300 zero-filled files of 1 MiB (each under the per-entry ratio check) add up to a
+    bomb; 20,000 empty entries too. Both are refused before a byte is written."""
+    zeros = b"\x00" * (1024 * 1024)
+    bomb = export_with([(f"workspace/z{n}.bin", zeros) for n in range(300)])
+    crowd = export_with([(f"workspace/f{n}", b"") for n in range(20_000)])
+    assert len(bomb) < 1024 * 1024 and len(crowd) < 8 * 1024 * 1024
+    await alice.get("conversations/search")  # the manager has started: its files exist
+    before = tree(convo_data_dir)
+    for data, limit in ((bomb, "200 times the size of the upload"), (crowd, "limit of 10000")):
+        error = await alice.error("POST", "conversations/import", raw_body=data, headers=ZIP)
+        assert error.code == 413, error
+        assert "zip bomb" in error.message and limit in error.message, error.message
+    assert tree(convo_data_dir) == before, "nothing was unpacked"
+
+
+async def test_an_import_keeps_the_apis_title_limit(alice: Api) -> None:
+    members = example_members()
+    meta = json.loads(members["meta.json"])
+    meta["title"] = "t" * 201
+    changed = {**members, "meta.json": json.dumps(meta).encode()}
+    manifest = json.loads(changed["manifest.json"])
+    manifest["files"]["meta.json"] = {
+        "sha256": hashlib.sha256(changed["meta.json"]).hexdigest(),
+        "size": len(changed["meta.json"]),
+    }
+    changed["manifest.json"] = json.dumps(manifest).encode()
+    error = await alice.error(
+        "POST", "conversations/import", raw_body=build_zip(changed), headers=ZIP
+    )
+    assert error.code == 400 and "title" in error.message and "200" in error.message, error
+    renamed = await alice.error("PATCH", "conversations/x", body={"title": "t" * 201})
+    assert renamed.code == 400 and "200" in renamed.message  # the same limit as the API's

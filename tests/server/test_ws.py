@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -126,3 +127,26 @@ async def test_socket_refusals(alice: Api, open_socket: Any, scripted_llm: Scrip
     with pytest.raises(HTTPClientError) as negative:
         await open_socket(task["conversation_id"], after_id=-5)
     assert negative.value.code == 400
+    for refused in (missing, bad, negative):  # JSON like every route, not Jupyter's page
+        response = refused.value.response
+        assert response is not None
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert json.loads(response.body)["message"]
+
+
+async def test_deleting_a_watched_conversation_closes_its_sockets_with_4404(
+    alice: Api, open_socket: Any, scripted_llm: ScriptedLLM
+) -> None:
+    """The documented close code of a deleted conversation, running or stopped."""
+    scripted_llm.add_script([reply("watched, then deleted")], match="watched")
+    for stop_first in (False, True):
+        cid = (await alice.start(f"watched {stop_first}"))["conversation_id"]
+        watchers = [await open_socket(cid), await open_socket(cid)]
+        await watchers[0].until(state_is("awaiting_user_input"))
+        if stop_first:
+            await alice.post(f"conversations/{cid}/stop")
+        await alice.call("DELETE", f"conversations/{cid}")
+        for watcher in watchers:
+            await watcher.until_closed()
+            assert watcher.connection.close_code == 4404, (stop_first, watcher.kinds())
+            assert watcher.connection.close_reason == "conversation deleted"

@@ -109,6 +109,13 @@ class Sandbox(ABC):
     async def find_existing(self) -> list[RuntimeHandle]:
         """Runtimes left running by an earlier server; stale records are removed."""
 
+    async def find_orphans(self, conversation_id: str | None = None) -> list[RuntimeHandle]:
+        """Runtimes of this sandbox's conversations root that run without a record (e.g.
+        ``runtime.json`` was removed): each holds its conversation's log lock, so the
+        manager takes it over or stops it. Only those of ``conversation_id`` if given.
+        Sandboxes whose engine is the record (containers) have none."""
+        return []
+
     async def remove(self, conversation_id: str) -> None:
         """The conversation is deleted: drop whatever the sandbox keeps for it beyond its
         directory (a stopped container). The runtime is already stopped."""

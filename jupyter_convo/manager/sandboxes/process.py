@@ -24,6 +24,7 @@ import httpx
 
 from ...spawn import with_default_signals
 from .base import RuntimeHandle, Sandbox, SandboxStartError
+from .orphans import runtime_processes
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,26 @@ class ProcessSandbox(Sandbox):
                 log.info("removing the stale runtime record of %s", conversation_id)
                 self.remove_record(conversation_id)
         return found
+
+    async def find_orphans(self, conversation_id: str | None = None) -> list[RuntimeHandle]:
+        known = {proc.pid for proc in self._children.values()}
+        for cid in self.recorded_conversations():
+            record = self.read_record(cid)
+            if record is not None and record.pid is not None:
+                known.add(record.pid)
+        found = await asyncio.to_thread(
+            runtime_processes,
+            self.conversations_root,
+            self.host,
+            self.server_instance_id,
+            known=known,
+            module=RUNTIME_MODULE,
+        )
+        return [
+            handle
+            for handle in found
+            if conversation_id is None or handle.conversation_id == conversation_id
+        ]
 
     def _is_our_runtime(self, handle: RuntimeHandle) -> bool:
         """Whether the recorded pid still runs our runtime (and not a reused pid)."""

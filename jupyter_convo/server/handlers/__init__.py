@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import AUTH_RESOURCE, SERVICES_KEY, ConvoHandler
+from .base import AUTH_RESOURCE, SERVICES_KEY, ConvoHandler, UnknownRouteHandler
 from .conversations import (
     ConversationCountHandler,
     ConversationHandler,
@@ -68,4 +68,6 @@ def routes() -> list[tuple[str, Any]]:
         (f"{API_PREFIX}/start-tasks", StartTasksHandler),
         (f"{API_PREFIX}/settings", SettingsHandler),
         (f"{API_PREFIX}/runtimes", RuntimesHandler),
+        # Last: anything else under the prefix (a bad id, an unknown route) answers JSON.
+        (f"{API_PREFIX}(?P<rest>/.*)?", UnknownRouteHandler),
     ]

@@ -20,6 +20,7 @@ from ...store.conversations import (
     StartTask,
     StartTaskStatus,
 )
+from ...store.titles import clean_title
 from ..models import (
     ConversationFilters,
     ConversationSearchParams,
@@ -181,8 +182,9 @@ class ConversationHandler(ConvoHandler):
     @authorized
     async def patch(self, conversation_id: str) -> None:
         request = self.body(UpdateConversationRequest)
-        title = request.title.strip()
-        if not title:
+        # Stored, searched and sent to every watcher: secrets hidden, as on every write.
+        title = clean_title(request.title, self.services.user_secrets(self.user_id))
+        if title is None:
             fail(400, "invalid request body: title: must not be blank")
         existing = self.services.store.get(conversation_id)
         if existing is None:
@@ -239,6 +241,7 @@ class StopHandler(ConvoHandler):
     async def post(self, conversation_id: str) -> None:
         self.conversation(conversation_id)
         await self.services.manager.close_session(conversation_id)
+        self.services.forget_log(conversation_id)  # its search cache: freed with the stop
         self.send_model(self.conversation(conversation_id))
 
 

@@ -18,7 +18,7 @@ from ...events.inputs import MessageInput, UserInput
 from ...manager.base import ConversationNotRunning, ConversationStartError
 from ..models import EventFilters, EventSearchParams, RememberPromptParams, SendMessageRequest
 from ..remember import build_messages, contextual_events, extract_prompt
-from .base import ConvoHandler, describe_validation_error, fail
+from .base import ConvoHandler, describe_validation_error, fail, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,11 @@ class UserInputHandler(InputHandler):
     async def post(self, conversation_id: str) -> None:
         raw = self.request.body or b"{}"
         try:
-            item = USER_INPUT.validate_json(raw)
+            item = USER_INPUT.validate_python(parse_json(raw))
         except ValidationError as exc:
             fail(400, describe_validation_error(exc, "user input"))
+        except ValueError as exc:  # not JSON, nested too deeply
+            fail(400, f"request body is not valid JSON: {exc}")
         status = await self.deliver(conversation_id, item)
         self.send_json({"conversation_id": conversation_id, "status": status}, status=202)
 

@@ -1,9 +1,11 @@
 """A conversation's workspace: list, read, upload, download as a zip.
 
 Paths are checked here before anything is asked of the runtime: relative to the workspace,
-no NUL byte, never above its root (``..``) -> 400. Symlinks that point outside are refused
-by the runtime's own workspace check (it answers 400 as well). An upload is checked whole
-(names and total size) before any file is written, so a refused upload writes nothing.
+no NUL byte, no name over 255 bytes, never above its root (``..``) -> 400. Symlinks that
+point outside are refused by the runtime's own workspace check (it answers 400 as well);
+files that are not served (hard links, FIFOs, devices, other mounts) answer 403. An
+upload is checked whole (names and total size) before any file is written, so a refused
+upload writes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import PurePosixPath
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ...agent.workspace import WorkspaceError, check_path_length
 from ...manager.base import ConversationNotRunning, FileUpload, WorkspaceRequestError
 from ..models import FileContentParams, FilesParams
 from .base import ConvoHandler, fail
@@ -23,6 +26,10 @@ def workspace_path(raw: str, field: str) -> str:
     """``raw`` normalized (``.`` for the root), or 400 if it is absolute or climbs out."""
     if "\x00" in raw:
         fail(400, f"{field}: path contains a NUL byte")
+    try:
+        check_path_length(raw)
+    except WorkspaceError as exc:
+        fail(400, f"{field}: {exc}")
     if PurePosixPath(raw).is_absolute():
         fail(400, f"{field}: path {raw!r} must be relative to the workspace")
     depth = 0
