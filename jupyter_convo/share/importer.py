@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from ..agent.cassette import CassetteEntry
+from ..agent.cassette import CassetteError, iter_entries
 from ..events.schema import ConversationStatus, event_from_json
 from ..store.conversations import ConversationStore
 from ..store.models import ConversationMetadata, new_id
@@ -38,6 +38,7 @@ from .format import (
     CASSETTE_FILE,
     EVENTS_FILE,
     FORMAT_NAME,
+    FORMAT_VERSION,
     IMPORT_RECORD_FILE,
     MANIFEST_FILE,
     META_FILE,
@@ -276,10 +277,10 @@ class Contents:
     cassette_entries: int
 
 
-def check_contents(staging: Path) -> Contents:
+def check_contents(staging: Path, format_version: int = FORMAT_VERSION) -> Contents:
     """The events, cassette and metadata must parse."""
     count, last_id = check_events(staging / EVENTS_FILE)
-    entries = check_cassette(staging / CASSETTE_FILE)
+    entries = check_cassette(staging / CASSETTE_FILE, format_version)
     try:
         metadata = ConversationMetadata.model_validate_json((staging / META_FILE).read_bytes())
     except ValidationError as exc:
@@ -312,20 +313,16 @@ def check_events(path: Path) -> tuple[int, int]:
     return count, last_id
 
 
-def check_cassette(path: Path) -> int:
-    data = path.read_bytes()
-    count = 0
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            CassetteEntry.model_validate_json(line)
-        except ValidationError as exc:
-            raise ShareFormatError(
-                f"{CASSETTE_FILE} line {number} is not a valid entry: {_first_error(exc)}"
-            ) from None
-        count += 1
-    return count
+def check_cassette(path: Path, format_version: int = FORMAT_VERSION) -> int:
+    """Every line is an entry (in a version 1 export, with its whole request); returns how
+    many entries there are."""
+    lines = path.read_bytes().splitlines()
+    try:
+        return sum(1 for _ in iter_entries(lines, CASSETTE_FILE, patches=format_version >= 2))
+    except CassetteError as exc:
+        raise ShareFormatError(
+            f"{CASSETTE_FILE} line {exc.line} is not a valid entry: {exc.reason}"
+        ) from None
 
 
 def extract_export(
@@ -339,7 +336,7 @@ def extract_export(
         destination.mkdir(parents=True, exist_ok=False)
         try:
             unpack(zf, files, manifest, destination, limits)
-            contents = check_contents(destination)
+            contents = check_contents(destination, manifest.format_version)
         except BaseException:
             shutil.rmtree(destination, ignore_errors=True)
             raise
@@ -366,7 +363,7 @@ def validate_export_dir(directory: Path) -> tuple[Manifest, Contents]:
             raise ShareFormatError(
                 f"bad hash for {name}: the file does not match its manifest entry"
             )
-    return manifest, check_contents(directory)
+    return manifest, check_contents(directory, manifest.format_version)
 
 
 # --- the conversation -------------------------------------------------------------------------
