@@ -44,7 +44,7 @@ from ..redact import SecretRegistry
 from ..schema import Event, EventBase
 from .cache import DEFAULT_CACHE_BYTES, EventCache
 from .indexed import IndexedLog
-from .indexfile import IndexDamaged, class_kind, class_source
+from .indexfile import CLASS_NAMES, IndexDamaged
 from .lines import append_line, parse, parse_error, serialize
 from .lock import open_reader, open_writer
 from .model import EventLogError, EventPage, RawEvent, RawPage, SkippedLine, TornLine
@@ -263,8 +263,9 @@ class EventLog:
 
     def _raw(self, indexed: IndexedLog, positions: list[int]) -> list[RawEvent]:
         lines = indexed.lines(positions)
+        names = CLASS_NAMES
         return [
-            RawEvent(record.id, class_kind(record.klass), class_source(record.klass), line)
+            RawEvent(record.id, *names[record.klass], line)
             for record, line in (lines[position] for position in positions)
         ]
 

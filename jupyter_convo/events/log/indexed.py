@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -32,12 +32,13 @@ from .indexfile import (
     pack_record,
     unpack_record,
 )
-from .lines import LineScanner, line_check, parse, parse_error, pread, preview, read_spans
+from .lines import MAX_SPAN, LineScanner, line_check, parse, parse_error, pread, preview
 from .model import SkippedLine, TornLine
 from .positions import Positions
 
 log = logging.getLogger(__name__)
 
+LONG_LINE = 2048  # bytes: lines at least this long on average are read one by one
 SPILL_RECORDS = 4096  # records parsed on open are written to the index in batches this big
 
 
@@ -293,25 +294,59 @@ class IndexedLog:
     # -- reading lines -----------------------------------------------------------------------
 
     def lines(self, wanted: list[int]) -> dict[int, tuple[Record, bytes]]:
-        """The records and stored lines at these positions, each checked against the other."""
+        """The records and stored lines at these positions, each checked against the other.
+
+        Neighbouring short lines are read in one call and split in C (``bytes.split``);
+        long ones (``LONG_LINE``) each in its own call, which copies them once, not twice.
+        """
         records = self.positions.records_at(wanted)
-        ordered = sorted(records)
-        spans = [(records[p].offset, records[p].length + 1) for p in ordered]
         result: dict[int, tuple[Record, bytes]] = {}
-        for position, data in zip(ordered, read_spans(self.fd, spans), strict=True):
-            record = records[position]
-            line = data[:-1]
-            if (
-                record.skipped
-                or data[-1:] != b"\n"
-                or len(line) != record.length
-                or line_check(line) != record.check
-            ):
-                raise IndexDamaged(f"the line at byte {record.offset} does not match its record")
-            result[position] = (record, line)
+        for run in _runs(sorted(records), records):
+            first, last = records[run[0]], records[run[-1]]
+            size = last.end - first.offset
+            if size >= LONG_LINE * len(run):
+                pieces = [pread(self.fd, records[p].length + 1, records[p].offset) for p in run]
+                if any(piece[-1:] != b"\n" for piece in pieces):
+                    raise IndexDamaged(f"the lines from byte {first.offset} end too early")
+                pieces = [piece[:-1] for piece in pieces]
+            else:
+                pieces = pread(self.fd, size, first.offset).split(b"\n")
+                if len(pieces) != len(run) + 1 or pieces.pop():
+                    raise IndexDamaged(
+                        f"the lines at byte {first.offset} do not match their records"
+                    )
+            expected = first.offset
+            for position, line in zip(run, pieces, strict=True):
+                record = records[position]
+                if (
+                    record.klass == SKIPPED
+                    or record.offset != expected
+                    or len(line) != record.length
+                    or line_check(line) != record.check
+                ):
+                    raise IndexDamaged(
+                        f"the line at byte {record.offset} does not match its record"
+                    )
+                expected = record.end
+                result[position] = (record, line)
         return result
 
     def close(self) -> None:
         if self.index is not None:
             self.index.close()
             self.index = None
+
+
+def _runs(ordered: list[int], records: dict[int, Record]) -> Iterator[list[int]]:
+    """Runs of neighbouring positions, each at most ``MAX_SPAN`` bytes (or one line)."""
+    run: list[int] = []
+    size = 0
+    for position in ordered:
+        length = records[position].length + 1
+        if run and (position != run[-1] + 1 or size + length > MAX_SPAN):
+            yield run
+            run, size = [], 0
+        run.append(position)
+        size += length
+    if run:
+        yield run

@@ -43,6 +43,7 @@ VERSION = 1
 HEADER = struct.Struct("<8sHHII40xI")  # magic, version, record size, schema crc, flags; crc
 BODY = struct.Struct("<qqIIB3x")
 RECORD_SIZE = BODY.size + 4
+WHOLE = struct.Struct("<qqIIB3xI")  # a record with its crc
 CLASS_AT = 24  # byte of the class within a record
 FLAG_DAMAGED = 1  # some record is a skipped line or ids jump: scan for them on open
 SKIPPED = 0xFF
@@ -79,12 +80,12 @@ def event_class(kind: str, source: str) -> int:
     return KIND_CODES[kind] << 2 | SOURCE_CODES[source]
 
 
-def class_kind(klass: int) -> str:
-    return EVENT_KINDS[klass >> 2]
-
-
-def class_source(klass: int) -> str:
-    return SOURCE_ORDER[klass & 3]
+CLASS_NAMES: tuple[tuple[str, str], ...] = tuple(
+    (EVENT_KINDS[k >> 2], SOURCE_ORDER[k & 3])
+    if (k >> 2) < len(EVENT_KINDS) and (k & 3) < len(SOURCE_ORDER)
+    else ("", "")
+    for k in range(256)
+)  # class -> (kind, source)
 
 
 def pack_record(offset: int, event_id: int, length: int, check: int, klass: int) -> bytes:
@@ -99,6 +100,20 @@ def unpack_record(data: bytes | bytearray, at: int = 0) -> Record:
     if len(body) != BODY.size or zlib.crc32(body) != crc:
         raise IndexDamaged("an index record does not match its checksum")
     return Record(*BODY.unpack(body))
+
+
+def unpack_records(data: bytes) -> list[Record]:
+    """Every record of a block of whole records, each checked against its crc."""
+    view = memoryview(data)
+    crc32 = zlib.crc32
+    found = []
+    for at, (offset, event_id, length, check, klass, crc) in zip(
+        range(0, len(data), RECORD_SIZE), WHOLE.iter_unpack(data), strict=True
+    ):
+        if crc32(view[at : at + BODY.size]) != crc:
+            raise IndexDamaged("an index record does not match its checksum")
+        found.append(Record(offset, event_id, length, check, klass))
+    return found
 
 
 def header_bytes(flags: int) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 PREVIEW_CHARS = 120
 READ_CHUNK = 4 * 1024 * 1024  # scanning the file on open / refresh
 MAX_SPAN = 8 * 1024 * 1024  # largest single read when loading neighbouring lines
-MAX_GAP = 16 * 1024  # lines this close are read in one call (the bytes between are dropped)
 CHECK_HEAD = 64  # line_check covers this many first bytes (id and timestamp)...
 CHECK_TAIL = 32  # ...and this many last ones
 
@@ -63,11 +62,12 @@ def line_check(line: bytes) -> int:
     return zlib.crc32(line[-CHECK_TAIL:], zlib.crc32(line[:CHECK_HEAD]))
 
 
-def pread(fd: int, length: int, offset: int) -> bytes:
-    if hasattr(os, "pread"):
-        return os.pread(fd, length, offset)
-    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows, callers hold the lock
-    return os.read(fd, length)  # pragma: no cover
+def _seek_read(fd: int, length: int, offset: int) -> bytes:  # pragma: no cover - Windows
+    os.lseek(fd, offset, os.SEEK_SET)  # callers hold the log's lock
+    return os.read(fd, length)
+
+
+pread: Callable[[int, int, int], bytes] = getattr(os, "pread", _seek_read)
 
 
 class LineScanner:
@@ -102,28 +102,6 @@ class LineScanner:
                 self.end += len(line) + 1
                 yield start, line
         self.tail = bytes(pending)
-
-
-def read_spans(fd: int, spans: list[tuple[int, int]]) -> list[bytes]:
-    """The bytes at each ``(offset, length)`` (sorted by offset), neighbours read together."""
-    result: list[bytes] = []
-    i = 0
-    while i < len(spans):
-        start = spans[i][0]
-        j = i + 1
-        while (
-            j < len(spans)
-            and spans[j][0] - (spans[j - 1][0] + spans[j - 1][1]) <= MAX_GAP
-            and spans[j][0] + spans[j][1] - start <= MAX_SPAN
-        ):
-            j += 1
-        last_offset, last_length = spans[j - 1]
-        data = pread(fd, last_offset + last_length - start, start)
-        for offset, length in spans[i:j]:
-            begin = offset - start
-            result.append(data[begin : begin + length])
-        i = j
-    return result
 
 
 def append_line(fd: int, data: bytes, offset: int, *, fsync: bool, path: object) -> None:

@@ -21,6 +21,7 @@ from .indexfile import (
     IndexFile,
     Record,
     unpack_record,
+    unpack_records,
 )
 
 WINDOW = 4096  # records scanned at once by filters (128 KB)
@@ -154,10 +155,12 @@ class Positions:
         return record
 
     def records(self, start: int, stop: int) -> list[Record]:
-        data = self.block(start, stop)
-        found = [unpack_record(data, at) for at in range(0, len(data), RECORD_SIZE)]
-        for offset, record in enumerate(found):
-            self._check_id(start + offset, record)
+        found = unpack_records(self.block(start, stop))
+        first = self.first_id
+        if self.consecutive and first is not None:
+            for offset, record in enumerate(found, start=start):
+                if record.id != first + offset and record.klass != SKIPPED:
+                    raise IndexDamaged(f"index record {offset} holds id {record.id}")
         return found
 
     def ids(self, positions: list[int]) -> list[int]:
