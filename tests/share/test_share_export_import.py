@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import struct
 import warnings
@@ -40,6 +41,7 @@ from jupyter_convo.share.format import (
     META_FILE,
 )
 from jupyter_convo.share.importer import ImportLimits, ShareFormatError, import_conversation
+from jupyter_convo.share.remote import read_export
 from jupyter_convo.store.conversations import ConversationStore
 from jupyter_convo.store.models import ConversationMetadata
 from jupyter_convo.store.settings import SettingsStore, SettingsUpdate
@@ -438,3 +440,16 @@ def test_request_patches_need_format_version_2(
     assert [e.model_dump(exclude={"timestamp"}) for e in imported] == [
         e.model_dump(exclude={"timestamp"}) for e in old_entries
     ]
+
+
+def test_an_unpacked_export_zips_its_manifest_files_only(tmp_path: Path, root: Path) -> None:
+    """Reading the folder's log leaves its index beside it; zipping the folder again for an
+    import must not carry it (import refuses files the manifest does not list)."""
+    folder = tmp_path / "run"
+    shutil.copytree(EXAMPLE, folder)
+    with EventLog(folder / EVENTS_FILE, read_only=True) as reader:
+        assert len(reader) > 0
+    assert (folder / "events.idx").is_file()
+    data = read_export(folder)
+    assert "events.idx" not in read_zip(data)
+    assert import_conversation(data, root).original_id == "example-sales-summary"
