@@ -223,7 +223,7 @@ class Cassette:
             while written < len(data):
                 written += os.write(fd, data[written:])
             self._end = os.fstat(fd).st_size
-            self._given = {**request, "messages": _copy_messages(request.get("messages"))}
+            self._given = _remembered(request, self._given, patch)
             self._stored = whole
         fields = stored.model_dump(exclude={"request", "patch"})
         return CassetteEntry.model_construct(**fields, request=whole)
@@ -275,11 +275,21 @@ class Cassette:
             return
 
 
-def _copy_messages(messages: object) -> object:
-    """A copy a caller's later changes to its own dicts cannot reach."""
-    if isinstance(messages, list):
-        return [dict(m) if isinstance(m, dict) else m for m in messages]
-    return messages
+def _remembered(
+    request: dict[str, Any], before: dict[str, Any] | None, patch: RequestPatch | None
+) -> dict[str, Any]:
+    """``request`` as the next patch compares against: copies that a caller's later changes
+    to its own dicts cannot reach. The messages a patch kept equal ``before``'s copies, so
+    only the new ones are copied."""
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        return dict(request)
+    if patch is None or before is None:
+        kept: list[Any] = []
+    else:
+        kept = before["messages"][: patch.keep]
+    fresh = [dict(m) if isinstance(m, dict) else m for m in messages[len(kept) :]]
+    return {**request, "messages": kept + fresh}
 
 
 def error_dict(code: str, message: str, status_code: int | None) -> dict[str, Any]:
