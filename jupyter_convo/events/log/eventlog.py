@@ -222,7 +222,8 @@ class EventLog:
         """
         query = Query(after_id, before_id, kind, source, text, reverse)
         items, next_page_id = self._page(query, limit, page_id, self._load)
-        return EventPage(items=items, next_page_id=next_page_id)
+        # The items are parsed events already: no second validation of each.
+        return EventPage.model_construct(items=items, next_page_id=next_page_id)
 
     def search_raw(self, **filters: Unpack[SearchFilters]) -> RawPage:
         """``search`` (same arguments) with the stored JSON lines instead of parsed events."""
