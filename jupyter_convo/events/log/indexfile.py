@@ -76,8 +76,15 @@ class Record(NamedTuple):
         return self.offset + self.length + 1
 
 
+_CLASSES = {
+    (kind, source): KIND_CODES[kind] << 2 | code
+    for kind in EVENT_KINDS
+    for source, code in SOURCE_CODES.items()
+}
+
+
 def event_class(kind: str, source: str) -> int:
-    return KIND_CODES[kind] << 2 | SOURCE_CODES[source]
+    return _CLASSES[kind, source]
 
 
 CLASS_NAMES: tuple[tuple[str, str], ...] = tuple(

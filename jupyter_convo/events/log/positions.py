@@ -80,25 +80,28 @@ class Positions:
 
     def note(self, record: Record, position: int) -> None:
         """Keep the summary (ids, skipped lines) up to date for a record at ``position``."""
-        if record.skipped:
+        if record.klass == SKIPPED:
             self.skipped.append(position)
             self.consecutive = False
-        else:
-            if self.first_id is None:
-                self.first_id = record.id
-                self.consecutive = self.consecutive and position == 0
-            elif record.id != self.last_id + 1:
-                self.consecutive = False
+        elif self.first_id is None:
+            self.first_id = record.id
+            self.consecutive = self.consecutive and position == 0
+        elif record.id != self.last_id + 1:
+            self.consecutive = False
         self.last_id = record.id
 
     def add(self, packed: bytes, record: Record, *, in_file: bool) -> None:
         """One more record: already in the file at its position (``in_file``) or not."""
-        position = len(self)
-        if in_file and not self.tail:
+        tail = self.tail
+        position = self.file_count + len(tail) // RECORD_SIZE
+        if in_file and not tail:
             self.file_count += 1
         else:
-            self.tail += packed
-        self.note(record, position)
+            tail += packed
+        if record.klass != SKIPPED and record.id == self.last_id + 1 and self.first_id is not None:
+            self.last_id = record.id  # the usual case, in short
+        else:
+            self.note(record, position)
 
     def spill(self) -> int:
         """Append the records kept in memory to the index file, if it is ours and they
