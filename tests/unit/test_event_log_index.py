@@ -412,3 +412,21 @@ def test_bad_filters_are_refused_even_before_the_log_exists(path: Path) -> None:
         with pytest.raises(ValueError, match="page_id"):
             reader.search(page_id="garbage")
         assert reader.read() == [] and reader.read_raw() == []
+
+
+def test_filters_after_a_count_follow_new_events(path: Path) -> None:
+    """A count reads the index's class column once and keeps it; appends keep it current."""
+    with EventLog(path) as writer, EventLog(path, read_only=True) as reader:
+        for event in sample(20):
+            writer.append(event)
+        reader.refresh()
+        for log in (writer, reader):
+            assert log.count(kind="command") == 5
+        for event in sample(20):
+            writer.append(event)
+        reader.refresh()
+        for log in (writer, reader):
+            assert_reads_exactly(log, path)
+            assert log.count(kind="command") == 10
+            agents = [e for e, _ in naive(path) if e.source == "agent" and e.id > 20]
+            assert log.count(source="agent", after_id=20) == len(agents) == 12

@@ -223,9 +223,8 @@ class IndexedLog:
 
     def append(self, offset: int, line: bytes, event: Event) -> None:
         """Index a line the writer just appended at ``offset``."""
-        record = Record(
-            offset, event.id, len(line), line_check(line), event_class(event.kind, event.source)
-        )
+        klass = event_class(event.kind, event.source)
+        record = Record(offset, event.id, len(line), line_check(line), klass)
         packed = pack_record(*record)
         index = self.index
         in_file = False
@@ -237,7 +236,7 @@ class IndexedLog:
                 log.warning("Cannot write the index of %s (%s): going on without", self.path, exc)
                 index.release()
         self.positions.add(packed, record, in_file=in_file)
-        self.end = record.end
+        self.end = offset + len(line) + 1
 
     def adopt(self, size: int) -> list[int]:
         """Take the records the writer added to the index file since (a reader's refresh);

@@ -269,9 +269,7 @@ class IndexFile:
         """Write whole records after the last one in use."""
         assert self.writable
         offset = HEADER.size + self.count * RECORD_SIZE
-        view = memoryview(records)
-        while view:
-            written = os.pwrite(self.fd, view, offset)
-            view = view[written:]
-            offset += written
+        written = os.pwrite(self.fd, records, offset)
+        while written < len(records):  # a short write: rare, but possible
+            written += os.pwrite(self.fd, records[written:], offset + written)
         self.count += len(records) // RECORD_SIZE

@@ -60,6 +60,8 @@ class Positions:
         self.first_id: int | None = None
         self.last_id = -1
         self.consecutive = True  # ids are first_id + position at every position
+        # The class column of every record, once a count has read it whole; then kept.
+        self.column: bytearray | None = None
 
     def __len__(self) -> int:
         return self.file_count + len(self.tail) // RECORD_SIZE
@@ -98,6 +100,8 @@ class Positions:
             self.file_count += 1
         else:
             tail += packed
+        if self.column is not None:
+            self.column.append(record.klass)
         if record.klass != SKIPPED and record.id == self.last_id + 1 and self.first_id is not None:
             self.last_id = record.id  # the usual case, in short
         else:
@@ -199,6 +203,8 @@ class Positions:
             raise IndexDamaged(f"index record {position} holds id {record.id}")
 
     def classes(self, start: int, stop: int) -> bytes:
+        if self.column is not None:
+            return bytes(self.column[start:stop])
         return self.block(start, stop)[CLASS_AT::RECORD_SIZE]
 
     # -- lookups ---------------------------------------------------------------------------
@@ -265,8 +271,10 @@ class Positions:
                 self.skipped, start
             )
             return stop - start - skipped
-        total = 0
-        for low in range(start, stop, WINDOW * 16):
-            high = min(stop, low + WINDOW * 16)
-            total += self.classes(low, high).translate(table).count(1)
-        return total
+        if self.column is None:  # read it once; counts and filters then stay in memory
+            step = WINDOW * 16
+            column = bytearray()
+            for low in range(0, len(self), step):
+                column += self.block(low, low + step)[CLASS_AT::RECORD_SIZE]
+            self.column = column
+        return self.column[start:stop].translate(table).count(1)
