@@ -203,7 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="5 runs, 10,000 mixed events")
     parser.add_argument("--runs", type=int, default=20, help="fresh processes per row")
     parser.add_argument("--events", type=int, default=100_000, help="size of the mixed log")
-    parser.add_argument("--cassette-events", type=int, default=10_000)
+    parser.add_argument(
+        "--cassette-events", type=int, default=10_000, help="events of the cassette run (0: none)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.events, args.cassette_events = 5, 10_000, 2_000
@@ -211,7 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
         root = Path(tmp)
         figures, notes = bench_cold_reads(root, args.events, args.runs)
-        cassette_rows, cassette_notes = bench_cassette(root, args.cassette_events)
+        cassette_rows, cassette_notes = (
+            bench_cassette(root, args.cassette_events) if args.cassette_events else ([], [])
+        )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     print(
         f"## Stopped conversations: cold reads and cassette size "
