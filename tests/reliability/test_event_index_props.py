@@ -23,6 +23,7 @@ from props import PROPERTY_SETTINGS
 from pydantic import ValidationError
 
 from jupyter_convo.events.log import EventLog
+from jupyter_convo.events.log.search import TextFilter
 from jupyter_convo.events.schema import (
     CommandEvent,
     CommandOutputEvent,
@@ -115,15 +116,24 @@ def assert_agrees(log: EventLog, path: Path, data: st.DataObject) -> None:
     after = data.draw(st.none() | st.integers(-1, top))
     before = data.draw(st.none() | st.integers(-1, top))
     reverse = data.draw(st.booleans())
+    text = data.draw(st.none() | st.sampled_from(["a", "E", "é", "message", '"kind"']))
+    matches = TextFilter(text) if text is not None else None
     wanted = [
         e
-        for e in truth.events
+        for e, line in zip(truth.events, truth.lines, strict=True)
         if (kinds is None or e.kind in kinds)
         and (source is None or e.source == source)
         and (after is None or e.id > after)
         and (before is None or e.id < before)
+        and (matches is None or matches(line))
     ]
-    filters = {"kind": kinds, "source": source, "after_id": after, "before_id": before}
+    filters = {
+        "kind": kinds,
+        "source": source,
+        "after_id": after,
+        "before_id": before,
+        "text": text,
+    }
     assert pages(log, reverse=reverse, **filters) == (wanted[::-1] if reverse else wanted)
     assert log.count(**filters) == len(wanted)  # type: ignore[arg-type]
 

@@ -49,10 +49,19 @@ from .lines import append_line, parse, parse_error, serialize
 from .lock import open_reader, open_writer
 from .model import EventLogError, EventPage, RawEvent, RawPage, SkippedLine, TornLine
 from .notify import Notifier, Subscriber
-from .search import Query, SearchFilters, check_limit, count_matching, encode_cursor, page_positions
+from .search import (
+    Query,
+    SearchFilters,
+    check_limit,
+    count_matching,
+    encode_cursor,
+    page_positions,
+    runs,
+)
 
 log = logging.getLogger(__name__)
 
+LONG_RUN = 8  # neighbouring unread events read as one span (fewer lines: record by record)
 T = TypeVar("T")
 Item = TypeVar("Item", Event, RawEvent)
 
@@ -274,30 +283,34 @@ class EventLog:
         """Parsed events at these positions (from the cache, else from the file)."""
         cache = self._cache
         parsed: dict[int, Event] = {}
-        missing: list[int] = []
-        ids = indexed.positions.ids(positions)
+        wanted: dict[int, int] = {}  # position -> the id the index says is there
         with self._lock:
-            for position, event_id in zip(positions, ids, strict=True):
+            for position, event_id in zip(positions, indexed.positions.ids(positions), strict=True):
                 cached = cache.get(event_id)
                 if cached is None:
-                    missing.append(position)
+                    wanted[position] = event_id
                 else:
                     parsed[position] = cached
-        if not missing:
-            return [parsed[position] for position in positions]
-        lines = indexed.lines(missing)
-        for position in missing:
-            record, line = lines[position]
-            event = cache.get(record.id)
-            if event is None:
-                try:
-                    event = parse(line)
-                except ValidationError as exc:
-                    raise IndexDamaged(f"line {position + 1}: {parse_error(exc)}") from exc
-                if event.id != record.id:
-                    raise IndexDamaged(f"line {position + 1} holds id {event.id}, not {record.id}")
-                with self._lock:
-                    cache.put(event, record.length)
+        lines: list[tuple[int, bytes]] = []
+        scattered: list[int] = []
+        for low, high in runs(sorted(wanted)):
+            if high - low >= LONG_RUN:  # read whole: the first and last records vouch for it
+                lines += enumerate(indexed.run_lines(low, high), start=low)
+            else:
+                scattered += range(low, high)
+        if scattered:
+            lines += ((p, line) for p, (_, line) in indexed.lines(scattered).items())
+        for position, line in lines:
+            try:
+                event = parse(line)
+            except ValidationError as exc:
+                raise IndexDamaged(f"line {position + 1}: {parse_error(exc)}") from exc
+            if event.id != wanted[position]:
+                raise IndexDamaged(
+                    f"line {position + 1} holds id {event.id}, not {wanted[position]}"
+                )
+            with self._lock:
+                cache.put(event, len(line))
             parsed[position] = event
         return [parsed[position] for position in positions]
 

@@ -330,6 +330,28 @@ class IndexedLog:
                 result[position] = (record, line)
         return result
 
+    def run_lines(self, start: int, stop: int) -> list[bytes]:
+        """The lines at the neighbouring positions [start, stop), none of them skipped.
+
+        Only the first and the last record are read: the span between them must split into
+        exactly ``stop - start`` lines, the first and last matching their records (the text
+        filter reads whole ranges like this, without a record per line).
+        """
+        first, last = self.positions.record(start), self.positions.record(stop - 1)
+        size = last.end - first.offset
+        if size > MAX_SPAN and stop - start > 1:
+            middle = (start + stop) // 2
+            return self.run_lines(start, middle) + self.run_lines(middle, stop)
+        pieces = pread(self.fd, size, first.offset).split(b"\n")
+        if (
+            len(pieces) != stop - start + 1
+            or pieces.pop()
+            or line_check(pieces[0]) != first.check
+            or line_check(pieces[-1]) != last.check
+        ):
+            raise IndexDamaged(f"the lines from byte {first.offset} do not match their records")
+        return pieces
+
     def close(self) -> None:
         if self.index is not None:
             self.index.close()

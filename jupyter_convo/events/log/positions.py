@@ -25,6 +25,7 @@ from .indexfile import (
 )
 
 WINDOW = 4096  # records scanned at once by filters (128 KB)
+FIRST_WINDOW = 256
 EVERY_EVENT = bytes(0 if klass == SKIPPED else 1 for klass in range(256))
 
 
@@ -179,9 +180,19 @@ class Positions:
         return [found[position].id for position in positions]
 
     def records_at(self, positions: list[int]) -> dict[int, Record]:
-        """The records at these positions, each run of neighbours read in one call."""
+        """The records at these positions: one read when they are close together (a
+        filtered page), else one read per run of neighbours."""
         ordered = sorted(set(positions))
-        found: dict[int, Record] = {}
+        if not ordered:
+            return {}
+        low, high = ordered[0], ordered[-1] + 1
+        if high - low <= max(4 * len(ordered), WINDOW):
+            block = self.block(low, high)
+            found = {p: unpack_record(block, (p - low) * RECORD_SIZE) for p in ordered}
+            for position, record in found.items():
+                self._check_id(position, record)
+            return found
+        found = {}
         i = 0
         while i < len(ordered):
             j = i + 1
@@ -245,11 +256,13 @@ class Positions:
         return self._scan(start, stop, table or EVERY_EVENT, reverse)
 
     def _scan(self, start: int, stop: int, table: bytes, reverse: bool) -> Iterator[int]:
+        window = FIRST_WINDOW  # a page usually needs few records: start small, then grow
         while start < stop:
             if reverse:
-                low, high = max(start, stop - WINDOW), stop
+                low, high = max(start, stop - window), stop
             else:
-                low, high = start, min(stop, start + WINDOW)
+                low, high = start, min(stop, start + window)
+            window = min(2 * window, WINDOW)
             column = self.classes(low, high).translate(table)
             if reverse:
                 found = column.rfind(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 import json
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ from .positions import class_table
 
 SOURCES: frozenset[str] = frozenset(SOURCE_ORDER)
 MAX_PAGE_LIMIT = 1000
-TEXT_BATCH = 512  # lines read at once by the text filter
+TEXT_BATCH = 2048  # lines read at once by the text filter
 
 
 class SearchFilters(TypedDict, total=False):
@@ -98,8 +99,34 @@ def _text_matches(
     indexed: IndexedLog, positions: Iterator[int], matches: TextFilter
 ) -> Iterator[int]:
     while batch := list(itertools.islice(positions, TEXT_BATCH)):
-        lines = indexed.lines(batch)
-        yield from (position for position in batch if matches(lines[position][1]))
+        for run in _neighbours(batch):
+            low, high = min(run[0], run[-1]), max(run[0], run[-1]) + 1
+            lines = indexed.run_lines(low, high)
+            yield from (position for position in run if matches(lines[position - low]))
+
+
+def runs(ordered: list[int]) -> Iterator[tuple[int, int]]:
+    """``[low, high)`` ranges of neighbouring positions in an ascending list."""
+    i = 0
+    while i < len(ordered):
+        j = i + 1
+        while j < len(ordered) and ordered[j] == ordered[j - 1] + 1:
+            j += 1
+        yield ordered[i], ordered[j - 1] + 1
+        i = j
+
+
+def _neighbours(batch: list[int]) -> Iterator[list[int]]:
+    """Runs of consecutive positions (ascending or descending) in the order given."""
+    run = batch[:1]
+    for position in batch[1:]:
+        if abs(position - run[-1]) == 1 and (len(run) < 2 or position - run[-1] == run[1] - run[0]):
+            run.append(position)
+        else:
+            yield run
+            run = [position]
+    if run:
+        yield run
 
 
 def encode_cursor(last_id: int, reverse: bool) -> str:
@@ -144,9 +171,18 @@ def apply_cursor(
 
 def filter_table(kind: str | Sequence[str] | None, source: str | None) -> bytes | None:
     """Validate the kind and source filters; the index classes they select (None: all)."""
+    wanted = None if kind is None else (kind,) if isinstance(kind, str) else tuple(kind)
+    try:
+        return _filter_table(wanted, source)
+    except TypeError:  # unhashable: not kind names at all
+        raise ValueError(f"unknown event kind filter {kind!r}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _filter_table(kind: tuple[str, ...] | None, source: str | None) -> bytes | None:
     kinds: tuple[str, ...] | None = None
     if kind is not None:
-        wanted = (kind,) if isinstance(kind, str) else tuple(dict.fromkeys(kind))
+        wanted = tuple(dict.fromkeys(kind))
         unknown = [k for k in wanted if k not in EVENT_KINDS]
         if unknown or not wanted:
             raise ValueError(
