@@ -430,3 +430,31 @@ def test_filters_after_a_count_follow_new_events(path: Path) -> None:
             assert log.count(kind="command") == 10
             agents = [e for e, _ in naive(path) if e.source == "agent" and e.id > 20]
             assert log.count(source="agent", after_id=20) == len(agents) == 12
+
+
+@pytest.mark.parametrize("change", ["longer", "shorter", "swapped", "foreign"])
+def test_long_lines_are_checked_as_well(path: Path, tmp_path: Path, change: str) -> None:
+    """Lines of 2 KB and more are read one by one, not split out of a span: their records
+    must hold up against the lines all the same."""
+    long_sample = [CommandOutputEvent(output=f"{i:03d} " + "y" * 5000) for i in range(12)]
+    write(path, long_sample)
+    index = index_of(path)
+    data = bytearray(index.read_bytes())
+    spots = [HEADER.size + n * RECORD_SIZE for n in (4, 7)]
+    first, second = (indexfile.unpack_record(bytes(data), at) for at in spots)
+    if change == "foreign":
+        other = tmp_path / "other" / "events.jsonl"
+        write(other, long_sample)
+        data = bytearray(index_of(other).read_bytes())
+    elif change == "swapped":
+        for at, record, other_record in ((spots[0], first, second), (spots[1], second, first)):
+            data[at : at + RECORD_SIZE] = indexfile.pack_record(
+                other_record.offset, record.id, record.length, record.check, record.klass
+            )
+    else:
+        delta = 1 if change == "longer" else -1
+        data[spots[0] : spots[0] + RECORD_SIZE] = indexfile.pack_record(
+            first.offset, first.id, first.length + delta, first.check, first.klass
+        )
+    index.write_bytes(bytes(data))
+    reopened_fine(path)
