@@ -1,7 +1,10 @@
 """The append-only event log of one conversation (``events.jsonl``) and its index.
 
 ``EventLog`` (in ``eventlog``) is the whole public surface; the other modules are its parts,
-one job each (see ``eventlog``'s module doc).
+one job each: ``lines`` the line format and torn-tail scanning, ``lock`` the one-writer
+lock, ``indexfile`` the on-disk index (``events.idx``), ``positions`` lookups by id, kind
+and source, ``indexed`` the log and its index kept in step, ``cache`` parsed events,
+``search`` cursors and filters, ``notify`` subscribers and waiters.
 """
 
 from .cache import DEFAULT_CACHE_BYTES

@@ -22,9 +22,8 @@ Damage is contained, never fatal:
 - The index is checked against the log as it is used; whatever does not hold up (a crash
   between the two writes, a truncated, damaged or foreign index) is repaired or rebuilt.
 
-The parts: ``lines`` (line format), ``lock`` (one writer), ``indexfile`` (the on-disk
-index), ``positions`` (lookups), ``indexed`` (log and index in step), ``cache``, ``search``
-(cursors and filters), ``notify`` (subscribers and waiters).
+The parts, one job each: ``lines``, ``lock``, ``indexfile``, ``positions``, ``indexed``,
+``cache``, ``search``, ``notify`` (see the package doc).
 """
 
 from __future__ import annotations
@@ -56,12 +55,10 @@ from .search import (
     count_matching,
     encode_cursor,
     page_positions,
-    runs,
 )
 
 log = logging.getLogger(__name__)
 
-LONG_RUN = 8  # neighbouring unread events read as one span (fewer lines: record by record)
 T = TypeVar("T")
 Item = TypeVar("Item", Event, RawEvent)
 
@@ -291,16 +288,7 @@ class EventLog:
                     wanted[position] = event_id
                 else:
                     parsed[position] = cached
-        lines: list[tuple[int, bytes]] = []
-        scattered: list[int] = []
-        for low, high in runs(sorted(wanted)):
-            if high - low >= LONG_RUN:  # read whole: the first and last records vouch for it
-                lines += enumerate(indexed.run_lines(low, high), start=low)
-            else:
-                scattered += range(low, high)
-        if scattered:
-            lines += ((p, line) for p, (_, line) in indexed.lines(scattered).items())
-        for position, line in lines:
+        for position, line in indexed.read_lines(sorted(wanted)):
             try:
                 event = parse(line)
             except ValidationError as exc:

@@ -38,6 +38,7 @@ from .positions import Positions
 
 log = logging.getLogger(__name__)
 
+LONG_RUN = 8  # neighbouring lines read as one span (fewer: record by record)
 LONG_LINE = 2048  # bytes: lines at least this long on average are read one by one
 SPILL_RECORDS = 4096  # records parsed on open are written to the index in batches this big
 
@@ -328,6 +329,25 @@ class IndexedLog:
                 expected = record.end
                 result[position] = (record, line)
         return result
+
+    def read_lines(self, ordered: list[int]) -> list[tuple[int, bytes]]:
+        """The lines at these ascending positions: long runs of neighbours read whole
+        (``run_lines``), the others record by record (``lines``)."""
+        found: list[tuple[int, bytes]] = []
+        scattered: list[int] = []
+        i = 0
+        while i < len(ordered):
+            j = i + 1
+            while j < len(ordered) and ordered[j] == ordered[j - 1] + 1:
+                j += 1
+            if j - i >= LONG_RUN:
+                found += enumerate(self.run_lines(ordered[i], ordered[j - 1] + 1), ordered[i])
+            else:
+                scattered += ordered[i:j]
+            i = j
+        if scattered:
+            found += ((p, line) for p, (_, line) in self.lines(scattered).items())
+        return found
 
     def run_lines(self, start: int, stop: int) -> list[bytes]:
         """The lines at the neighbouring positions [start, stop), none of them skipped.

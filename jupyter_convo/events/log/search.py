@@ -105,17 +105,6 @@ def _text_matches(
             yield from (position for position in run if matches(lines[position - low]))
 
 
-def runs(ordered: list[int]) -> Iterator[tuple[int, int]]:
-    """``[low, high)`` ranges of neighbouring positions in an ascending list."""
-    i = 0
-    while i < len(ordered):
-        j = i + 1
-        while j < len(ordered) and ordered[j] == ordered[j - 1] + 1:
-            j += 1
-        yield ordered[i], ordered[j - 1] + 1
-        i = j
-
-
 def _neighbours(batch: list[int]) -> Iterator[list[int]]:
     """Runs of consecutive positions (ascending or descending) in the order given."""
     run = batch[:1]
