@@ -30,6 +30,7 @@ RESULTS = BENCH / "results" / "RESULTS.md"
 # later run too: with --quick if their --help offers it, else with no arguments.
 KNOWN: dict[str, tuple[list[str], list[str]]] = {
     "bench_events": ([], ["--events", "10000", "--repeat", "5"]),
+    "bench_storage": ([], ["--quick"]),
     "bench_store": ([], ["--rows", "10000", "--repeat", "10"]),
     "bench_step": ([], ["--quick"]),
     "bench_relay": ([], ["--quick"]),
@@ -56,6 +57,20 @@ TARGETS = """\
 | idle runtime <= 60 MB RSS | bench_memory |
 | server RSS stops growing with relayed bytes (issue 11) | bench_relay_memory |
 | concurrent running conversations before errors | bench_capacity |
+
+| target (issue 15; today = main before it) | today | goal | measured by |
+|---|---:|---:|---|
+| open a stopped 100,000-event log, read 100 from the middle | 364 ms | <= 2 ms | bench_storage |
+| same, 10,000 events of 4 KB | 52 ms | <= 2 ms | bench_storage |
+| cold read of all 1,000 events of 4 KB | 45 ms | <= 5 ms | bench_storage |
+| relay, 1 subscriber, burst: events delivered live per second | 1,152 | >= 20,000 | bench_relay |
+| relay, 50 subscribers, burst: delivery latency p50 | 5.59 s | <= 50 ms | bench_relay |
+| relay, paced: p50 latency with 1 / 50 subscribers | 2.16 / 10.1 ms | <= 1 / 3 ms | bench_relay |
+| cassette size after 10,000 events | 112 MB | <= 2x the event log | bench_storage |
+| process sandbox create -> READY, cold / warm | 800 / 63.5 ms | <= 250 / 20 ms | bench_start |
+
+"Cold" rows run in a fresh process that opens the log file, as a server restart or a
+stopped conversation pays (bench_storage); bench_events' "cache off" rows read an open log.
 """
 
 

@@ -29,7 +29,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from .._version import __version__
-from ..agent.cassette import CassetteEntry
+from ..agent.cassette import CassetteEntry, CassetteError, complete_lines, iter_entries
 from ..agent.workspace import Workspace, WorkspaceError
 from ..events.redact import SecretRegistry
 from ..events.schema import LLMCallEvent, TitleEvent, event_from_json
@@ -276,21 +276,21 @@ def _workspace_root(
 
 def _model_info(cassette_bytes: bytes, meta: ConversationMetadata) -> ModelInfo:
     """Model, endpoint and parameters of the last LLM request (the store's model if none)."""
-    for line in reversed(cassette_bytes.splitlines()):
-        if not line.strip():
-            continue
-        try:
-            entry = CassetteEntry.model_validate_json(line)
-        except ValidationError:
-            continue
-        request = entry.request
-        params = request.get("params")
-        return ModelInfo(
-            name=str(request.get("model") or meta.model or "") or None,
-            base_url=request.get("base_url") if isinstance(request.get("base_url"), str) else None,
-            parameters=dict(params) if isinstance(params, dict) else {},
-        )
-    return ModelInfo(name=meta.model)
+    last: CassetteEntry | None = None
+    try:
+        for last in iter_entries(complete_lines(cassette_bytes)):  # noqa: B007 - the last one
+            pass
+    except CassetteError as exc:
+        log.warning("Cannot read the model from the cassette: %s", exc)
+    if last is None:
+        return ModelInfo(name=meta.model)
+    request = last.request
+    params = request.get("params")
+    return ModelInfo(
+        name=str(request.get("model") or meta.model or "") or None,
+        base_url=request.get("base_url") if isinstance(request.get("base_url"), str) else None,
+        parameters=dict(params) if isinstance(params, dict) else {},
+    )
 
 
 def _sandbox_info(directory: Path, meta: ConversationMetadata) -> SandboxInfo:

@@ -15,8 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 FORMAT_NAME = "jupyter-convo-export"
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+# 2: cassette lines may hold a request as a patch on the one before (agent/cassette.py).
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2})
 
 MANIFEST_FILE = "manifest.json"
 META_FILE = "meta.json"

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from ..agent.cassette import CassetteEntry
+from ..agent.cassette import CassetteError, iter_entries
 from ..agent.workspace import WorkspaceError, check_path_length
 from ..events.redact import SecretRegistry
 from ..events.schema import ConversationStatus, event_from_json
@@ -41,6 +41,7 @@ from .format import (
     CASSETTE_FILE,
     EVENTS_FILE,
     FORMAT_NAME,
+    FORMAT_VERSION,
     IMPORT_RECORD_FILE,
     MANIFEST_FILE,
     META_FILE,
@@ -340,10 +341,10 @@ class Contents:
     cassette_entries: int
 
 
-def check_contents(staging: Path) -> Contents:
+def check_contents(staging: Path, format_version: int = FORMAT_VERSION) -> Contents:
     """The events, cassette and metadata must parse."""
     count, last_id = check_events(staging / EVENTS_FILE)
-    entries = check_cassette(staging / CASSETTE_FILE)
+    entries = check_cassette(staging / CASSETTE_FILE, format_version)
     try:
         metadata = ConversationMetadata.model_validate_json((staging / META_FILE).read_bytes())
     except ValidationError as exc:
@@ -381,20 +382,16 @@ def check_events(path: Path) -> tuple[int, int]:
     return count, last_id
 
 
-def check_cassette(path: Path) -> int:
-    data = path.read_bytes()
-    count = 0
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            CassetteEntry.model_validate_json(line)
-        except ValidationError as exc:
-            raise ShareFormatError(
-                f"{CASSETTE_FILE} line {number} is not a valid entry: {_first_error(exc)}"
-            ) from None
-        count += 1
-    return count
+def check_cassette(path: Path, format_version: int = FORMAT_VERSION) -> int:
+    """Every line is an entry (in a version 1 export, with its whole request); returns how
+    many entries there are."""
+    lines = path.read_bytes().splitlines()
+    try:
+        return sum(1 for _ in iter_entries(lines, CASSETTE_FILE, patches=format_version >= 2))
+    except CassetteError as exc:
+        raise ShareFormatError(
+            f"{CASSETTE_FILE} line {exc.line} is not a valid entry: {exc.reason}"
+        ) from None
 
 
 def extract_export(
@@ -409,7 +406,7 @@ def extract_export(
         destination.mkdir(parents=True, exist_ok=False)
         try:
             unpack(zf, files, manifest, destination, budget)
-            contents = check_contents(destination)
+            contents = check_contents(destination, manifest.format_version)
         except BaseException:
             shutil.rmtree(destination, ignore_errors=True)
             raise
@@ -436,7 +433,7 @@ def validate_export_dir(directory: Path) -> tuple[Manifest, Contents]:
             raise ShareFormatError(
                 f"bad hash for {name}: the file does not match its manifest entry"
             )
-    return manifest, check_contents(directory)
+    return manifest, check_contents(directory, manifest.format_version)
 
 
 # --- the conversation -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .format import MANIFEST_FILE
-from .importer import ShareFormatError
+from .importer import ShareFormatError, parse_manifest
 
 REPLAY_MODES = ("actions", "cassette")
 # The server's conversation ids (server.models.ID_PATTERN).
@@ -44,11 +44,15 @@ def read_export(path: str | os.PathLike[str]) -> bytes:
     if location.is_file():
         return location.read_bytes()
     if (location / MANIFEST_FILE).is_file():
+        # The manifest's files only: not what else the folder gained (an index a log
+        # reader wrote beside events.jsonl, an editor's backup), which import refuses.
+        manifest = parse_manifest((location / MANIFEST_FILE).read_bytes())
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for item in sorted(location.rglob("*")):
+            for name in sorted({MANIFEST_FILE, *manifest.files}):
+                item = location / name
                 if item.is_file():
-                    zf.write(item, item.relative_to(location).as_posix())
+                    zf.write(item, name)
         return buffer.getvalue()
     raise ShareFormatError(f"{location} is neither an export zip nor an unpacked export folder")
 

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from props import PROPERTY_SETTINGS
 
 from jupyter_convo.events.log import EventLog
 from jupyter_convo.events.redact import SecretRegistry
@@ -37,14 +38,6 @@ from jupyter_convo.events.schema import (
     TitleEvent,
     event_from_json,
     event_to_json,
-)
-
-PROPERTY_SETTINGS = settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
 # Any Unicode a JSON string can carry (lone surrogates cannot be encoded as UTF-8).

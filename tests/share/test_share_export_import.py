@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import struct
 import warnings
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from share_helpers import build_zip, manifest_of, read_zip
+from share_helpers import EXAMPLE, build_zip, manifest_of, read_zip
 
 from jupyter_convo.agent.cassette import Cassette
 from jupyter_convo.events.log import EventLog
@@ -40,6 +41,7 @@ from jupyter_convo.share.format import (
     META_FILE,
 )
 from jupyter_convo.share.importer import ImportLimits, ShareFormatError, import_conversation
+from jupyter_convo.share.remote import read_export
 from jupyter_convo.store.conversations import ConversationStore
 from jupyter_convo.store.models import ConversationMetadata
 from jupyter_convo.store.settings import SettingsStore, SettingsUpdate
@@ -300,7 +302,7 @@ def test_bad_hashes(root: Path, example_zip: bytes, name: str) -> None:
     assert_refused(build_zip(members), root, f"bad hash for {name}")
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, "1", None, True])
+@pytest.mark.parametrize("version", [0, 3, 99, "1", None, True])
 def test_unknown_format_version(root: Path, example_zip: bytes, version: object) -> None:
     members = read_zip(example_zip)
     manifest = manifest_of(members)
@@ -402,3 +404,52 @@ def test_cassette_and_meta_that_do_not_match_the_schema(root: Path, example_zip:
     members = read_zip(example_zip)
     members[META_FILE] = b'{"id": "../../etc"}'
     assert_refused(build_zip(rehash(members)), root, "meta.json is invalid: id")
+
+
+def test_request_patches_need_format_version_2(
+    root: Path, example_zip: bytes, tmp_path: Path
+) -> None:
+    """A version 1 export holds whole requests only; the same cassette with patches is read
+    under version 2 and gives the same entries."""
+    members = read_zip(example_zip)
+    assert manifest_of(members)["format_version"] == 1
+    old_entries = Cassette(EXAMPLE / CASSETTE_FILE).entries()
+    patched = Cassette(tmp_path / CASSETTE_FILE)
+    for entry in old_entries:
+        patched.record(
+            entry.request,
+            entry.response,
+            entry.error,
+            entry.latency,
+            attempt=entry.attempt,
+            final=entry.final,
+        )
+    patched.close()
+    members[CASSETTE_FILE] = (tmp_path / CASSETTE_FILE).read_bytes()
+    assert b'"patch"' in members[CASSETTE_FILE]
+    assert_refused(
+        build_zip(rehash(members)),
+        root,
+        "cassette.jsonl line 2 is not a valid entry: a request patch",
+    )
+    manifest = manifest_of(members)
+    manifest["format_version"] = 2
+    members[MANIFEST_FILE] = json.dumps(manifest).encode()
+    result = import_conversation(build_zip(rehash(members)), root)
+    imported = Cassette(result.directory / CASSETTE_FILE).entries()
+    assert [e.model_dump(exclude={"timestamp"}) for e in imported] == [
+        e.model_dump(exclude={"timestamp"}) for e in old_entries
+    ]
+
+
+def test_an_unpacked_export_zips_its_manifest_files_only(tmp_path: Path, root: Path) -> None:
+    """Reading the folder's log leaves its index beside it; zipping the folder again for an
+    import must not carry it (import refuses files the manifest does not list)."""
+    folder = tmp_path / "run"
+    shutil.copytree(EXAMPLE, folder)
+    with EventLog(folder / EVENTS_FILE, read_only=True) as reader:
+        assert len(reader) > 0
+    assert (folder / "events.idx").is_file()
+    data = read_export(folder)
+    assert "events.idx" not in read_zip(data)
+    assert import_conversation(data, root).original_id == "example-sales-summary"

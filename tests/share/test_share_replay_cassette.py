@@ -6,11 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from share_helpers import STEP_TIMEOUT, ReplayTarget, executed_actions
+from share_helpers import EXAMPLE, EXAMPLE_SPEC, STEP_TIMEOUT, ReplayTarget, executed_actions
 
 from jupyter_convo.agent.history import build_messages, tool_call_for
 from jupyter_convo.events.inputs import MessageInput
 from jupyter_convo.events.schema import ActionBase, AgentState, LLMCallEvent, MessageEvent
+from jupyter_convo.share.examples import record_run
+from jupyter_convo.share.export import export_conversation
 from jupyter_convo.share.source import load_source, read_cassette
 from jupyter_convo.testing import ScriptedLLM, reply
 
@@ -79,3 +81,31 @@ async def test_a_changed_environment_is_reported_from_the_first_step_it_touches(
     assert summary.diverged_steps[:2] == [1, 2]
     assert summary.diverged == len(summary.diverged_steps) and summary.steps == 9
     assert scripted_llm.requests == []
+
+
+async def test_a_fresh_export_with_request_patches_replays_like_the_old_format(
+    tmp_path: Path, make_target: Callable[[str], ReplayTarget], scripted_llm: ScriptedLLM
+) -> None:
+    """Today's exports (format 2) store each request as a patch on the one before; the
+    committed example (format 1) stores them whole. Both give the same entries and replay
+    the same decisions."""
+    directory, metadata = await record_run(EXAMPLE_SPEC, tmp_path / "recorded")
+    cassette_bytes = (directory / "cassette.jsonl").read_bytes()
+    assert cassette_bytes.count(b'"patch"') == cassette_bytes.count(b"\n") - 1
+    exported = tmp_path / "run.zip"
+    manifest = export_conversation(directory, exported, metadata=metadata)
+    assert manifest.format_version == 2
+    source = load_source(exported)
+    committed = load_source(EXAMPLE)
+    assert len(source.cassette) == len(committed.cassette)
+    for fresh, old in zip(source.cassette, committed.cassette, strict=True):
+        assert len(fresh.request["messages"]) == len(old.request["messages"])
+        assert [m["role"] for m in fresh.request["messages"]] == [
+            m["role"] for m in old.request["messages"]
+        ]
+        assert set(fresh.request) == set(old.request)  # model, base_url, tools, params...
+
+    target = make_target("replayed-v2")
+    summary = await target.replay(source, "cassette")
+    assert (summary.steps, summary.reproduced, summary.diverged) == (9, 9, 0), target.diffs()
+    assert scripted_llm.requests == [], "every answer must come from the cassette"

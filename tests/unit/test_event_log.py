@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_convo.events import log as log_module
 from jupyter_convo.events.log import (
     EventLog,
     EventLogError,
@@ -25,6 +24,7 @@ from jupyter_convo.events.log import (
     SkippedLine,
     TornLine,
 )
+from jupyter_convo.events.log import lines as lines_module
 from jupyter_convo.events.redact import SECRET_PLACEHOLDER, SecretRegistry
 from jupyter_convo.events.schema import (
     CommandEvent,
@@ -439,7 +439,7 @@ def test_ids_that_do_not_increase_are_skipped(path: Path) -> None:
 
 
 def test_a_line_longer_than_a_read_chunk_is_read_whole(path: Path) -> None:
-    big = "x" * (2 * log_module._READ_CHUNK + 123)
+    big = "x" * (2 * lines_module.READ_CHUNK + 123)
     with EventLog(path) as log:
         stored = [log.append(message("before")), log.append(CommandOutputEvent(output=big))]
         stored.append(log.append(message("after")))
@@ -452,7 +452,7 @@ def test_lines_straddling_read_chunks_are_read_whole(
 ) -> None:
     with EventLog(path) as log:
         stored = [log.append(message(f"small {i}")) for i in range(20)]
-    monkeypatch.setattr(log_module, "_READ_CHUNK", 7)  # every line straddles chunks
+    monkeypatch.setattr(lines_module, "READ_CHUNK", 7)  # every line straddles chunks
     with EventLog(path) as log:
         assert log.read() == stored
         assert log.skipped == []
