@@ -17,6 +17,7 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from pydantic import ValidationError
 from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, default
+from traitlets.config import Configurable
 
 from ..manager.base import ConversationManager
 from ..manager.config import MIB, ManagerConfig
@@ -33,11 +34,17 @@ def _default_user_name() -> str:
         return "owner"
 
 
-def build_manager(config: ManagerConfig, store: ConversationStore) -> ConversationManager:
-    """The conversation manager for ``config`` (the nested-runtime manager)."""
+def build_manager(
+    config: ManagerConfig, store: ConversationStore, parent: Configurable | None = None
+) -> ConversationManager:
+    """The conversation manager for ``config`` (the nested-runtime manager); ``parent``
+    (the extension) configures its sandbox's ``c.Confinement``."""
     from ..manager.nested import NestedConversationManager
+    from ..manager.sandboxes import make_sandbox
+    from ..manager.sandboxes.confinement import Confinement
 
-    return NestedConversationManager(config, store=store)
+    sandbox = make_sandbox(config, confinement=Confinement(parent=parent))
+    return NestedConversationManager(config, store=store, sandbox=sandbox)
 
 
 class ConvoExtension(ExtensionApp):
@@ -201,7 +208,7 @@ class ConvoExtension(ExtensionApp):
         store = ConversationStore(config.db_path)
         assert self.serverapp is not None
         self.services = ConvoServices(
-            manager=build_manager(config, store),
+            manager=build_manager(config, store, parent=self),
             store=store,
             settings_store=SettingsStore(config.data_dir),
             config=config,
