@@ -21,6 +21,7 @@ from traitlets.config import Configurable
 
 from ..manager.base import ConversationManager
 from ..manager.config import MIB, ManagerConfig
+from ..manager.sandboxes.confinement import Confinement
 from ..store.conversations import ConversationStore
 from ..store.settings import SettingsStore
 from .handlers import SERVICES_KEY, routes
@@ -41,7 +42,6 @@ def build_manager(
     (the extension) configures its sandbox's ``c.Confinement``."""
     from ..manager.nested import NestedConversationManager
     from ..manager.sandboxes import make_sandbox
-    from ..manager.sandboxes.confinement import Confinement
 
     sandbox = make_sandbox(config, confinement=Confinement(parent=parent))
     return NestedConversationManager(config, store=store, sandbox=sandbox)
@@ -53,6 +53,8 @@ class ConvoExtension(ExtensionApp):
     name = "jupyter_convo"
     description = __doc__
     load_other_extensions = True
+    # Listed so that --help-all and --generate-config show c.Confinement.* too.
+    classes = [*ExtensionApp.classes, Confinement]
 
     data_dir = Unicode(
         config=True,
