@@ -396,6 +396,22 @@ class Confiner:
             message=self.message(),
         )
 
+    def instructions(self) -> str:
+        """What the agent should know of its jail ('' when not jailed)."""
+        if not self.confined:
+            return ""
+        text = (
+            "Your terminal and Python run in a sandbox: the workspace, your home directory "
+            f"(~ is {self.home}) and /tmp are writable, the system is read-only, and the "
+            "user's other files are not there. Keep your work in the workspace."
+        )
+        if not self.network:
+            text += (
+                " The network is off: downloads and `pip install` from an index fail. Use "
+                "what is installed, or tell the user what you would need."
+            )
+        return text
+
     def message(self) -> str:
         refused = (
             " The network stays on: only the process sandbox's jail can cut it."

@@ -107,6 +107,7 @@ class ConversationSession:
         self.runtime_status = RuntimeStatus.STARTING_RUNTIME
         self.controller: AgentController | None = None
         self._tools: list[Tool] = []
+        self._instructions = ""
         self._started = asyncio.Event()
         self._start_error: str | None = None
         self._stop_task: asyncio.Task[None] | None = None
@@ -131,6 +132,7 @@ class ConversationSession:
             confiner = self._confiner(settings)
             self.log.append(confiner.event())
             self._tools = build_tools(self.workspace, settings, confiner)
+            self._instructions = confiner.instructions()
             if self.replay is not None:
                 self._status(RuntimeStatus.READY)
                 self._replay_task = asyncio.create_task(
@@ -145,6 +147,7 @@ class ConversationSession:
                 tools=self._tools,
                 settings=settings,
                 workspace=self.workspace,
+                instructions=self._instructions,
             )
             self._status(RuntimeStatus.READY)
             await self.controller.start(

@@ -133,6 +133,7 @@ def test_the_network(conversation: Path) -> None:
     off = Confiner(spec(), workspace=workspace, directory=conversation, network=False)
     assert "--unshare-net" in off.command(["x"], cwd=workspace)
     assert (off.network, off.network_off_by) == (False, "conversation")
+    assert "network is off" in off.instructions()  # the agent is told, in its prompt
     server = Confiner(spec(network=False), workspace=workspace, directory=conversation)
     assert (server.network, server.network_off_by) == (False, "server")
     assert "network off (by the server)" in server.event().message
@@ -155,6 +156,7 @@ def test_unconfined_says_so_and_changes_nothing(conversation: Path) -> None:
         directory=conversation,
     )
     assert jail.command(["bash"], cwd=conversation) == ["bash"]
+    assert jail.instructions() == ""
     assert jail.environment({"HOME": "/root"})["HOME"] == "/root"
     event = jail.event()
     assert not event.confined and event.mechanism == "none"
