@@ -58,6 +58,35 @@ DEFAULT_SYSTEM_PATHS = (
     "/etc",
     "/opt",
 )
+# Credentials that may sit under a mounted folder (a workspace that is the whole HOME, say).
+DEFAULT_HIDDEN_PATHS = (
+    "~/.ssh",
+    "~/.gnupg",
+    "~/.aws",
+    "~/.azure",
+    "~/.config/gcloud",
+    "~/.kube",
+    "~/.docker",
+    "~/.netrc",
+    "~/.git-credentials",
+    "~/.pypirc",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/ssl/private",
+    "/etc/ssh/ssh_host_*_key",
+)
+# The server's and the hub's tokens (with them an agent could act as the user through
+# Jupyter's API) and the operator's LLM keys (the runtime gets its key another way).
+DEFAULT_HIDDEN_ENVIRONMENT = (
+    "JUPYTER_TOKEN",
+    "JUPYTERHUB_*",
+    "JPY_API_TOKEN",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "AZURE_OPENAI_API_KEY",
+)
 HOME_DIR = "home"
 TMP_DIR = "tmp"
 SANDBOX_TMP = "/tmp"
@@ -143,6 +172,19 @@ def probe(bwrap: str, *, timeout: float = PROBE_TIMEOUT) -> tuple[str | None, st
         detail = result.stderr.decode("utf-8", "replace").strip() or f"exit {result.returncode}"
         return None, f"bubblewrap ({path}) cannot create its namespaces here: {detail}"
     return path, ""
+
+
+def default_spec(hidden: Sequence[str] = ()) -> ConfinementSpec:
+    """The default policy where no server configured one (a local replay): bubblewrap
+    when it works here (else unconfined, with the reason), ``hidden`` plus the defaults."""
+    path, reason = probe("bwrap")
+    return ConfinementSpec(
+        mechanism="bubblewrap" if path is not None else "none",
+        reason=reason,
+        bwrap=path or "bwrap",
+        hidden_paths=[*hidden, *DEFAULT_HIDDEN_PATHS],
+        hidden_environment=list(DEFAULT_HIDDEN_ENVIRONMENT),
+    )
 
 
 _BASE_OPTIONS = (

@@ -16,37 +16,14 @@ from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Bool, List, Unicode, observe
 from traitlets.config import LoggingConfigurable
 
-from ...agent.confine import DEFAULT_SYSTEM_PATHS, ConfinementSpec, probe
+from ...agent.confine import (
+    DEFAULT_HIDDEN_ENVIRONMENT,
+    DEFAULT_HIDDEN_PATHS,
+    DEFAULT_SYSTEM_PATHS,
+    ConfinementSpec,
+    probe,
+)
 
-# Credentials that may sit under a mounted folder (a workspace that is the whole HOME, say).
-DEFAULT_HIDDEN_PATHS = (
-    "~/.ssh",
-    "~/.gnupg",
-    "~/.aws",
-    "~/.azure",
-    "~/.config/gcloud",
-    "~/.kube",
-    "~/.docker",
-    "~/.netrc",
-    "~/.git-credentials",
-    "~/.pypirc",
-    "/etc/shadow",
-    "/etc/shadow-",
-    "/etc/gshadow",
-    "/etc/gshadow-",
-    "/etc/ssl/private",
-    "/etc/ssh/ssh_host_*_key",
-)
-# The server's and the hub's tokens (with them an agent could act as the user through
-# Jupyter's API) and the operator's LLM keys (the runtime gets its key another way).
-DEFAULT_HIDDEN_ENVIRONMENT = (
-    "JUPYTER_TOKEN",
-    "JUPYTERHUB_*",
-    "JPY_API_TOKEN",
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "AZURE_OPENAI_API_KEY",
-)
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: apt install bubblewrap; Fedora: dnf install "
     "bubblewrap) and make sure user namespaces are allowed"
