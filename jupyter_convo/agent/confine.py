@@ -20,6 +20,9 @@ shell and the Python kernel now; MCP stdio servers and ACP agents later) go thro
 The sandbox decides the policy (``ConfinementSpec``, part of the bind request); this module
 turns it into one conversation's mount plan and argv lists. Paths are the same inside and
 outside, except ``/tmp``.
+
+Start jailed processes from a thread that lives as long as they should (the runtime's
+event loop): ``--die-with-parent`` kills the jail when the thread that started it ends.
 """
 
 from __future__ import annotations
@@ -203,6 +206,12 @@ _BASE_OPTIONS = (
 )
 
 
+# Runs in the jail with the runtime's own Python (mounted read-only): a new session, then
+# the command. (bwrap --as-pid-1 would make the command the session leader too, but as the
+# namespace's pid 1 a shell could not be killed from inside: `kill -9 $$` would do nothing.)
+_SETSID = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
+
+
 @dataclass(frozen=True)
 class _Step:
     """One bwrap mount operation and how it shows in the sandbox event."""
@@ -382,23 +391,23 @@ class Confiner:
         cwd: Path,
         read_only: Sequence[Path] = (),
         read_write: Sequence[Path] = (),
-        as_init: bool = False,
+        session_leader: bool = False,
     ) -> list[str]:
         """``argv`` as the jail runs it (unchanged when not confined), started in ``cwd``.
 
         ``read_only``/``read_write``: the tool's own private folders (its scripts, its
-        sockets), mounted at the same path. ``as_init``: the command is the namespace's
-        pid 1 and leads its own session, so an interactive shell can take the pty it is
-        given as its controlling terminal (job control, Ctrl-C) — bwrap's own init would
-        otherwise hold the session.
+        sockets), mounted at the same path. ``session_leader``: the command starts a
+        session of its own inside the jail (bwrap's init leads the jail's session), so an
+        interactive shell can take the terminal it opens as its controlling terminal
+        (job control, Ctrl-C to the foreground job).
         """
         if not self.confined:
             return list(argv)
+        if session_leader:
+            argv = [sys.executable, "-I", "-S", "-c", _SETSID, *argv]
         args = [self.spec.bwrap, *_BASE_OPTIONS]
         if not self.network:
             args.append("--unshare-net")
-        if as_init:
-            args.append("--as-pid-1")
         for step in self._steps:
             args += step.args
         for path in read_only:

@@ -54,7 +54,7 @@ def test_a_default_jail(conversation: Path) -> None:
     for option in ("--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"):
         assert option in args
     assert args[args.index("--cap-drop") + 1] == "ALL"
-    assert "--unshare-net" not in args and "--as-pid-1" not in args
+    assert "--unshare-net" not in args
     assert args[-4:] == ["--", "bash", "-c", "true"]
     assert args[args.index("--chdir") + 1] == str(workspace)
     binds = pairs(args, "--bind")
@@ -79,11 +79,13 @@ def test_the_tools_own_folders_and_pid_1(conversation: Path, tmp_path: Path) -> 
     jail = Confiner(spec(), workspace=conversation / "workspace", directory=conversation)
     scripts, sockets = tmp_path / "scripts", tmp_path / "sockets"
     args = jail.command(
-        ["x"], cwd=tmp_path, read_only=[scripts], read_write=[sockets], as_init=True
+        ["x"], cwd=tmp_path, read_only=[scripts], read_write=[sockets], session_leader=True
     )
     assert (str(scripts), str(scripts)) in pairs(args, "--ro-bind")
     assert (str(sockets), str(sockets)) in pairs(args, "--bind")
-    assert "--as-pid-1" in args
+    # A session of its own inside the jail, started by the runtime's Python.
+    assert args[args.index("--") + 1 :][:2] == [sys.executable, "-I"]
+    assert args[-1] == "x" and "os.setsid()" in args[-2]
     # Mount points of the tool folders are made before the root turns read-only.
     assert position(args, "--bind", str(sockets)) < position(args, "--remount-ro", "/")
 

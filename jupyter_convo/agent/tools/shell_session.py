@@ -12,9 +12,9 @@ nonce, the command's sequence number, its exit status and the working directory.
 marker starts with a newline, so output without a trailing newline still ends cleanly.
 
 The shell is not confined to the workspace by path checks (a shell can go anywhere);
-isolation is the ``Confiner``'s job: given one, bash runs in its jail as the namespace's
-pid 1 and session leader, and takes the pty (reopened through ``/proc/self/fd/0``, the
-host's ``/dev/pts`` is not mounted inside) as its controlling terminal.
+isolation is the ``Confiner``'s job: given one, bash runs in its jail, leading a session
+of its own there, and takes the pty (reopened through ``/proc/self/fd/0``: the host's
+``/dev/pts`` is not mounted inside) as its controlling terminal.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ class BashSession:
                     [*argv, "/proc/self/fd/0"],
                     cwd=self._cwd,
                     read_only=[self._dir],
-                    as_init=True,
+                    session_leader=True,
                 )
             self._proc = await asyncio.create_subprocess_exec(
                 *argv,
