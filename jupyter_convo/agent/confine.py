@@ -286,6 +286,8 @@ class Confiner:
         self.tmp = directory / TMP_DIR
         self._steps: list[_Step] = []
         self._masks: list[Path] = []
+        self._hidden: list[Path] = []
+        self._visible: list[Path] = []
         if self.confined:
             for folder in (self.home, self.tmp):
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -293,7 +295,7 @@ class Confiner:
 
     # --- the plan -----------------------------------------------------------------------
 
-    def _hidden(self) -> list[Path]:
+    def _hidden_paths(self) -> list[Path]:
         hidden: list[Path] = []
         for pattern in self.spec.hidden_paths:
             expanded = os.path.expanduser(pattern)
@@ -302,8 +304,8 @@ class Confiner:
         return hidden
 
     def _plan(self) -> None:
-        hidden = self._hidden()
-        visible: list[Path] = []
+        hidden = self._hidden = self._hidden_paths()
+        visible = self._visible
         steps = self._steps
 
         def bind(path: Path, mode: Literal["ro", "rw"], source: Path | None = None) -> None:
@@ -418,6 +420,27 @@ class Confiner:
         # writing anywhere but the writable mounts fails instead of vanishing into memory.
         args += ["--remount-ro", "/", "--chdir", str(cwd), "--", *argv]
         return args
+
+    def interpreter_paths(self, executable: str) -> list[Path]:
+        """What to mount read-only so ``executable`` runs inside: the prefix of an
+        interpreter a kernel spec names (a conda env, say) when the jail does not show it
+        already; nothing that holds the real HOME or a hidden path."""
+        if not self.confined or not os.path.isabs(executable):
+            return []
+        real = Path(os.path.realpath(executable))
+        paths = [Path(executable).parent.parent, real.parent.parent]
+        home = Path(os.path.expanduser("~"))
+        wanted = []
+        for path in dict.fromkeys(paths):
+            if any(_under(path, v) for v in self._visible) or not path.is_dir():
+                continue
+            if any(_under(h, path) for h in (*self._hidden, home, self.directory)):
+                log.warning("sandbox: not mounting %s for %s: it holds private files", path, real)
+                continue
+            if any(_under(path, h) for h in self._hidden):
+                continue
+            wanted.append(path)
+        return wanted
 
     def private_dir(self, prefix: str) -> Path:
         """A new folder (mode 0700) for a tool's own files, outside the workspace."""

@@ -226,3 +226,21 @@ def test_the_policy_hides_the_data_dir_and_jupyter_runtime_dir(tmp_path: Path) -
     made = Confinement(bwrap_path=str(tmp_path / "gone")).spec(tmp_path / "data")
     assert made.hidden_paths[:2] == [str(tmp_path / "data"), os.path.abspath(jupyter_runtime_dir())]
     assert "~/.ssh" in made.hidden_paths and "OPENAI_API_KEY" in made.hidden_environment
+
+
+def test_a_kernel_specs_interpreter_is_mounted_when_the_jail_lacks_it(
+    conversation: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = tmp_path / "conda" / "envs" / "analysis"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").write_text("")
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    jail = Confiner(spec(), workspace=conversation / "workspace", directory=conversation)
+    assert jail.interpreter_paths(str(env / "bin" / "python")) == [env]
+    assert jail.interpreter_paths("/usr/bin/python3") == []  # /usr is mounted already
+    assert jail.interpreter_paths(str(home / "bin" / "python")) == []  # would expose HOME
+    assert jail.interpreter_paths("python3") == []
+    unconfined = Confiner(None, workspace=conversation / "workspace", directory=conversation)
+    assert unconfined.interpreter_paths(str(env / "bin" / "python")) == []

@@ -357,7 +357,8 @@ def _kernel_manager(
     class ConfinedKernelManager(AsyncKernelManager):
         def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
             argv = super().format_kernel_cmd(extra_arguments)
-            return jail.command(argv, cwd=cwd, read_write=[socket_dir])
+            interpreter = jail.interpreter_paths(argv[0]) if argv else []
+            return jail.command(argv, cwd=cwd, read_only=interpreter, read_write=[socket_dir])
 
     manager = ConfinedKernelManager(**options)
     if manager.kernel_spec is not None:
