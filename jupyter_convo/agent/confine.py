@@ -136,10 +136,6 @@ class ConfinementSpec(BaseModel):
     hidden_environment: list[str] = Field(default_factory=list)
 
 
-class ConfinementError(RuntimeError):
-    """A confined process cannot be started as asked (nothing runs unconfined instead)."""
-
-
 def probe(bwrap: str, *, timeout: float = PROBE_TIMEOUT) -> tuple[str | None, str]:
     """Whether bubblewrap works here: (its absolute path, "") or (None, why not).
 
@@ -266,7 +262,6 @@ class Confiner:
         workspace: Path,
         directory: Path,
         network: bool = True,
-        network_off_by: NetworkOffBy | None = None,
     ) -> None:
         if spec is None:
             spec = ConfinementSpec(reason="the runtime was given no confinement policy")
@@ -279,7 +274,7 @@ class Confiner:
         if self.confined and not spec.network:
             self.network_off_by = "server"
         elif self.confined and not network:
-            self.network_off_by = network_off_by or "conversation"
+            self.network_off_by = "conversation"
         self.workspace = workspace
         self.directory = directory
         self.home = directory / HOME_DIR
@@ -300,8 +295,9 @@ class Confiner:
         for pattern in self.spec.hidden_paths:
             expanded = os.path.expanduser(pattern)
             matches = glob.glob(expanded) if glob.has_magic(expanded) else [expanded]
-            hidden += [Path(os.path.abspath(m)) for m in matches if os.path.lexists(m)]
-        return hidden
+            # A link is masked where it leads (the link itself then leads nowhere).
+            hidden += [Path(os.path.realpath(m)) for m in matches if os.path.exists(m)]
+        return list(dict.fromkeys(hidden))
 
     def _plan(self) -> None:
         hidden = self._hidden = self._hidden_paths()
@@ -418,7 +414,9 @@ class Confiner:
             args += ["--bind", str(path), str(path)]
         # Last: the jail's own root (a tmpfs holding the mount points) becomes read-only, so
         # writing anywhere but the writable mounts fails instead of vanishing into memory.
-        args += ["--remount-ro", "/", "--chdir", str(cwd), "--", *argv]
+        if self.workspace != Path("/"):
+            args += ["--remount-ro", "/"]
+        args += ["--chdir", str(cwd), "--", *argv]
         return args
 
     def interpreter_paths(self, executable: str) -> list[Path]:

@@ -244,3 +244,20 @@ def test_a_kernel_specs_interpreter_is_mounted_when_the_jail_lacks_it(
     assert jail.interpreter_paths("python3") == []
     unconfined = Confiner(None, workspace=conversation / "workspace", directory=conversation)
     assert unconfined.interpreter_paths(str(env / "bin" / "python")) == []
+
+
+def test_a_hidden_symlink_is_masked_where_it_leads(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    keys = tmp_path / "elsewhere" / "ssh"
+    keys.mkdir(parents=True)
+    (home / ".ssh").parent.mkdir(parents=True)
+    (home / ".ssh").symlink_to(keys)
+    conversation = tmp_path / "data" / "c1"
+    jail = Confiner(
+        spec(hidden_paths=[str(home / ".ssh")], read_only_paths=[str(tmp_path / "elsewhere")]),
+        workspace=home,
+        directory=conversation,
+    )
+    args = jail.command(["x"], cwd=home)
+    assert str(keys) in singles(args, "--tmpfs")
+    assert str(home / ".ssh") not in args
