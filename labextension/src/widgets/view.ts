@@ -53,7 +53,8 @@ export class ConversationView extends Widget {
 
     this._titleText = h('span', 'jp-convo-view-title-text', 'Conversation');
     this._badge = h('span', 'jp-convo-badge');
-    this._sandboxBadge = h('span', 'jp-convo-badge jp-convo-sandbox-badge');
+    // Not a jp-convo-badge: that one is the conversation's state.
+    this._sandboxBadge = h('span', 'jp-convo-sandbox-badge');
     this._sandboxBadge.hidden = true;
     this._meta = h('div', 'jp-convo-view-meta');
     this._connection = h('span', 'jp-convo-connection');
@@ -283,7 +284,7 @@ export class ConversationView extends Widget {
     const sandbox = sandboxBadge(state.sandbox);
     this._sandboxBadge.hidden = !sandbox;
     if (sandbox) {
-      this._sandboxBadge.className = `jp-convo-badge jp-convo-sandbox-badge jp-convo-badge-${sandbox.kind}`;
+      this._sandboxBadge.className = `jp-convo-sandbox-badge jp-convo-sandbox-${sandbox.kind}`;
       this._sandboxBadge.textContent = sandbox.text;
       this._sandboxBadge.title = sandbox.title;
     }
