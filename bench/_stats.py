@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -60,6 +60,16 @@ def measure(
         for _ in range(number):
             fn()
         timings.append((time.perf_counter() - start) / number)
+    return timings
+
+
+async def timed(fn: Callable[[], Awaitable[object]], repeat: int) -> list[float]:
+    """Await ``fn()`` ``repeat`` times; seconds per call for each run."""
+    timings = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        await fn()
+        timings.append(time.perf_counter() - start)
     return timings
 
 

@@ -12,27 +12,15 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from _stats import Figure, markdown_table
+from _stats import Figure, markdown_table, timed
 
 from jupyter_convo.agent.settings import AgentSettings
 from jupyter_convo.agent.tools.file_editor import FileEditorTool
 from jupyter_convo.agent.tools.python import PythonTool
 from jupyter_convo.agent.tools.terminal import TerminalTool
 from jupyter_convo.agent.workspace import Workspace
-
-
-async def timed(fn: Callable[[], Awaitable[Any]], repeat: int) -> list[float]:
-    timings = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        await fn()
-        timings.append(time.perf_counter() - start)
-    return timings
 
 
 async def bench(repeat: int) -> list[Figure]:

@@ -40,6 +40,7 @@ KNOWN: dict[str, tuple[list[str], list[str]]] = {
     "bench_start": ([], ["--runs", "3"]),
     "bench_memory": ([], ["--quick"]),
     "bench_capacity": ([], ["--quick"]),
+    "bench_confinement": ([], ["--quick"]),
     "bench_tools": ([], ["--repeat", "5"]),
     "bench_kernel": ([], ["--repeat", "3", "--events", "1000"]),
     "bench_share": ([], ["--events", "2000", "--repeat", "2", "--steps", "10"]),

@@ -126,6 +126,8 @@ def cmd_start(client: ConvoClient, args: argparse.Namespace) -> int:
             options[key] = value
     if args.confirm:
         options["confirmation_mode"] = True
+    if args.no_network:
+        options["network"] = False
     task: dict[str, Any] = {}
     for task in client.stream_start(**options):
         print(
@@ -204,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm", action="store_true", help="ask before risky actions")
     p.add_argument("--max-iterations", type=int)
     p.add_argument("--budget", type=float, help="maximum cost in USD")
+    p.add_argument(
+        "--no-network",
+        action="store_true",
+        help="cut the network of the agent's commands and Python (process sandbox)",
+    )
     p.add_argument("--follow", "-f", action="store_true", help="print events until the agent rests")
     p.set_defaults(run=cmd_start)
 

@@ -8,7 +8,8 @@
 # on a fresh machine: scripts/setup-podman.sh installs podman and builds the images).
 # The UI tier builds the JupyterLab side panel (labextension/), lints it, runs its Jest tests,
 # and tests/ui drives it in Debian's Chromium (scripts/install-ui-deps.sh installs what it
-# needs: apt chromium, pip playwright; Node 20 and npm must exist).
+# needs: apt chromium, pip playwright; Node 20 and npm must exist). The install step also
+# installs bubblewrap (apt, scripts/install-bubblewrap.sh): the process sandbox's jail.
 # CONVO_SKIP_DOCKER=1 leaves the docker tier out, CONVO_SKIP_UI=1 the UI tier,
 # CONVO_SKIP_RELIABILITY=1 the reliability tier, CONVO_SKIP_FRESH=1 the fresh-machine tier
 # (each says so).
@@ -27,6 +28,8 @@ echo "== install"
 # labextension (jlpm install + build) when labextension/src is newer than the build.
 "${PIP[@]}" "hatchling>=1.21" "hatch-jupyter-builder>=0.5" "jupyterlab>=4,<5" editables
 "${PIP[@]}" --no-build-isolation -e ".[dev]"
+# bubblewrap jails the agent's tools in the process sandbox (its tests need it).
+bash scripts/install-bubblewrap.sh
 
 echo "== lint and types"
 "$PYTHON" -m ruff check .

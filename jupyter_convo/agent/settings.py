@@ -61,6 +61,10 @@ class AgentSettings(BaseModel):
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
     # A notebook kernel's connection file: the python tool then runs in that kernel.
     kernel_connection_file: str | None = None
+    # The network of the agent's commands and Python: False cuts it (where the sandbox can:
+    # the process sandbox's bubblewrap jail); None keeps the conversation's earlier choice
+    # (on for a new one). The server's policy can cut it for every conversation.
+    network: bool | None = None
     extra_instructions: str = ""
 
     @field_serializer("secrets", when_used="json")

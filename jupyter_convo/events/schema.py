@@ -228,6 +228,33 @@ class StatusEvent(EventBase):
     message: str = ""
 
 
+class SandboxMount(BaseModel):
+    """One path as the agent's processes see it: ``ro``/``rw`` (``source`` when it comes
+    from elsewhere, like the private /tmp), ``hidden`` (masked: empty) or ``link``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    mode: Literal["ro", "rw", "hidden", "link"]
+    source: str | None = None
+
+
+class SandboxEvent(EventBase):
+    """How this run isolates the agent's tool processes (logged as a runtime starts a
+    conversation): ``mechanism`` bubblewrap | container | none (then ``confined`` is false
+    and ``message`` is the warning), the network, the private HOME and the mounts."""
+
+    kind: Literal["sandbox"] = "sandbox"
+    source: Source = "environment"
+    mechanism: str
+    confined: bool
+    network: bool = True
+    network_off_by: Literal["server", "conversation"] | None = None
+    home: str | None = None
+    mounts: list[SandboxMount] = Field(default_factory=list)
+    message: str = ""
+
+
 class ErrorEvent(EventBase):
     kind: Literal["error"] = "error"
     source: Source = "environment"
@@ -313,6 +340,7 @@ Event = Annotated[
         | ConfirmationEvent
         | AgentStateEvent
         | StatusEvent
+        | SandboxEvent
         | ErrorEvent
         | TitleEvent
         | LLMCallEvent
@@ -338,6 +366,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "confirmation",
     "agent_state",
     "status",
+    "sandbox",
     "error",
     "title",
     "llm_call",

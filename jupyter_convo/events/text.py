@@ -20,6 +20,14 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
+def sandbox_summary(event: dict[str, Any]) -> str:
+    """How a ``sandbox`` event isolates the tools, in a few words."""
+    if not event.get("confined"):
+        return "NOT CONFINED" + (f" ({event['message']})" if event.get("message") else "")
+    network = "network on" if event.get("network", True) else "network off"
+    return f"confined ({event.get('mechanism')}), {network}"
+
+
 def event_summary(event: dict[str, Any]) -> str:
     """One line: id, who, and what happened."""
     kind = event.get("kind", "?")
@@ -56,6 +64,8 @@ def event_summary(event: dict[str, Any]) -> str:
         return f"{head} agent is {event.get('state')}{reason}"
     if kind == "status":
         return f"{head} runtime {event.get('status')} {event.get('message', '')}".rstrip()
+    if kind == "sandbox":
+        return f"{head} sandbox: {sandbox_summary(event)}"
     if kind == "error":
         return f"{head} ERROR {event.get('code')}: {event.get('message', '')}"
     if kind == "title":

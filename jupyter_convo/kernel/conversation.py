@@ -196,6 +196,7 @@ class Conversation:
                 "agent_state": self._state.agent_state,
                 "metrics": self._state.metrics.as_dict(),
                 "awaiting": dict(self._state.awaiting) if self._state.awaiting else None,
+                "sandbox": dict(self._state.sandbox) if self._state.sandbox else None,
                 "start_task": dict(self.start_task) if self.start_task else None,
                 "settled": self._settled(),
                 "error": self.error,

@@ -41,7 +41,8 @@ def _named_cell_magic(name: str) -> Callable[[_F], _F]:
 
 USAGE = """\
 %convo start "task" [--model M] [--sandbox process|docker] [--workspace DIR] [--confirm]
-             [--no-confirm] [--title T] [--max-iterations N] [--budget USD] [--kernel]
+             [--no-confirm] [--title T] [--max-iterations N] [--budget USD] [--no-network]
+             [--kernel]
 %convo send [ID] "message"     %convo stop [ID]     %convo resume [ID]
 %convo show [ID]               %convo list [--limit N] [--status S]
 %convo status [ID]             %convo help
@@ -68,12 +69,17 @@ start     Start a conversation on TASK and show its live view. `conv = %convo st
             --title T            the conversation's title
             --max-iterations N   stop after N agent steps
             --budget USD         stop once the LLM cost reaches USD
+            --no-network         cut the network of the agent's commands and Python
+                                 (process sandbox; kept when the conversation restarts)
             --kernel             the agent's python tool runs in THIS kernel: it sees and
-                                 can build on your variables. Process sandbox only;
-                                 confirmation mode is on by default. The agent's code is
-                                 queued by the kernel between your cells, so the notebook
-                                 stays usable; do not block the kernel (conv.wait())
-                                 while the agent needs it.
+                                 can build on your variables. NOT CONFINED: that code
+                                 runs with everything this kernel can reach (your files,
+                                 your network), whatever the sandbox does for the shell.
+                                 Process sandbox only; confirmation mode is on by
+                                 default (keep it on). The agent's code is queued by the
+                                 kernel between your cells, so the notebook stays
+                                 usable; do not block the kernel (conv.wait()) while the
+                                 agent needs it.
             --no-view            do not show the live view
 send      Send a message (a stopped conversation restarts with it).
 stop      Stop the agent and its runtime; the events stay.
@@ -142,6 +148,7 @@ def _add_start_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title")
     parser.add_argument("--max-iterations", type=int, dest="max_iterations")
     parser.add_argument("--budget", type=float)
+    parser.add_argument("--no-network", dest="network", action="store_false", default=None)
     parser.add_argument("--kernel", action="store_true")
     parser.add_argument("--no-view", dest="view", action="store_false")
 
@@ -260,7 +267,12 @@ class ConvoMagics(Magics):
         help="Show the live ipywidgets view (False: a text/HTML transcript instead).",
     )
     kernel_confirmation = Bool(
-        True, config=True, help="Confirmation mode by default with --kernel."
+        True,
+        config=True,
+        help=(
+            "Confirmation mode by default with --kernel, whose Python runs unconfined in "
+            "this kernel. Default: True."
+        ),
     )
     max_rows = Int(200, config=True, help="Event rows the live view shows before folding.")
     start_timeout = Float(
@@ -362,7 +374,8 @@ class ConvoMagics(Magics):
 
         ``conv = %convo start ...`` gives a Conversation with send(), wait(timeout),
         stop(), confirm(), reject(), events, to_dataframe(), last_message and metrics.
-        ``--kernel`` runs the agent's Python in this kernel (confirmation on by default).
+        ``--kernel`` runs the agent's Python in this kernel, unconfined (confirmation on by
+        default). ``--no-network`` cuts the network of the agent's commands and Python.
         Without ID, commands act on the current conversation. See ``%convo help``.
         """
         try:
@@ -431,6 +444,7 @@ class ConvoMagics(Magics):
             "title": args.title,
             "max_iterations": args.max_iterations,
             "max_budget_per_task": args.budget,
+            "network": args.network,
         }
         options.update({k: v for k, v in values.items() if v is not None})
         return options, bool(args.kernel)

@@ -48,7 +48,8 @@ STYLE = """<style>
 .convo-badge-awaiting_user_input,.convo-badge-finished{background:#1a7f37}
 .convo-badge-awaiting_user_confirmation,.convo-badge-paused,.convo-badge-rate_limited{
  background:#bf8700}
-.convo-badge-error,.convo-badge-ERROR{background:#cf222e}
+.convo-badge-error,.convo-badge-ERROR,.convo-badge-unconfined{background:#cf222e}
+.convo-badge-confined{background:#1a7f37}.convo-badge-no-network{background:#57606a}
 .convo-diff-add{color:#1a7f37}.convo-diff-del{color:#cf222e}.convo-diff-hunk{color:#8250df}
 .convo-metrics{color:#6e7781;font-size:12px}
 </style>"""
@@ -293,6 +294,26 @@ def _status(e: Mapping[str, Any]) -> str:
     return _row(css, f"Runtime {esc(status)}{message}", e.get("id"))
 
 
+def _sandbox(e: Mapping[str, Any]) -> str:
+    """Unconfined: a warning row. Confined: a muted row, the mounts folded under it."""
+    if not e.get("confined"):
+        text = _label("Not confined") + esc(e.get("message") or "the tools run unconfined")
+        return _row("convo-error", text, e.get("id"))
+    network = "network on" if e.get("network", True) else "network off"
+    summary = f"Sandbox: {esc(e.get('mechanism'))}, {network}"
+    mounts = list(e.get("mounts") or [])
+    if not mounts:
+        return _row("convo-muted", summary, e.get("id"))
+    lines = []
+    for mount in mounts:
+        source = f" (from {mount['source']})" if mount.get("source") else ""
+        lines.append(f"{mount.get('mode', '?'):6} {mount.get('path', '')}{source}")
+    if e.get("home"):
+        lines.append(f"HOME   {e['home']}")
+    body = foldable(summary, pre("\n".join(lines)), len(lines), open_=False)
+    return _row("convo-muted", body, e.get("id"))
+
+
 def _error(e: Mapping[str, Any]) -> str:
     body = _label("Error") + f"<code>{esc(e.get('code', ''))}</code> {esc(e.get('message', ''))}"
     return _row("convo-error", body, e.get("id"))
@@ -335,6 +356,7 @@ _RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "confirmation": _confirmation,
     "agent_state": _agent_state,
     "status": _status,
+    "sandbox": _sandbox,
     "error": _error,
     "replay_step": _replay_step,
     "replay_summary": _replay_summary,
@@ -366,6 +388,27 @@ def badge_html(state: str | None) -> str:
     return f'<span class="convo-badge convo-badge-{esc(state or "unknown")}">{esc(label)}</span>'
 
 
+def sandbox_badge_html(sandbox: Mapping[str, Any] | None) -> str:
+    """A badge saying how the tools are isolated ('' before the runtime said so)."""
+    if sandbox is None:
+        return ""
+    if not sandbox.get("confined"):
+        tip = esc(sandbox.get("message") or "the agent's tools run unconfined")
+        return f'<span class="convo-badge convo-badge-unconfined" title="{tip}">unconfined</span>'
+    if not sandbox.get("network", True):
+        return '<span class="convo-badge convo-badge-no-network">confined, no network</span>'
+    return '<span class="convo-badge convo-badge-confined">confined</span>'
+
+
+def latest_sandbox(events: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The last ``sandbox`` event of ``events``, if any."""
+    found = None
+    for event in events:
+        if event.get("kind") == "sandbox":
+            found = event
+    return found
+
+
 def metrics_html(metrics: Mapping[str, Any]) -> str:
     tokens = int(metrics.get("prompt_tokens", 0)) + int(metrics.get("completion_tokens", 0))
     return (
@@ -377,12 +420,17 @@ def metrics_html(metrics: Mapping[str, Any]) -> str:
 
 
 def header_html(
-    *, conversation_id: str, title: str | None, state: str | None, metrics: Mapping[str, Any]
+    *,
+    conversation_id: str,
+    title: str | None,
+    state: str | None,
+    metrics: Mapping[str, Any],
+    sandbox: Mapping[str, Any] | None = None,
 ) -> str:
     name = esc(title) if title else "Conversation"
     return (
         f'<div class="convo-view"><b>{name}</b> <code>{esc(conversation_id)}</code> '
-        f"{badge_html(state)}{metrics_html(metrics)}</div>"
+        f"{badge_html(state)}{sandbox_badge_html(sandbox)}{metrics_html(metrics)}</div>"
     )
 
 
@@ -398,7 +446,8 @@ def transcript_html(
     """The whole static transcript: style, header and (the last ``max_rows``) rows."""
     rows: list[str] = []
     hidden = 0
-    for event in reversed(list(events)):  # newest first: older rows past max_rows are counted
+    events = list(events)
+    for event in reversed(events):  # newest first: older rows past max_rows are counted
         if not has_row(event):
             continue
         if max_rows is not None and len(rows) >= max_rows:
@@ -412,7 +461,13 @@ def transcript_html(
         if hidden
         else ""
     )
-    header = header_html(conversation_id=conversation_id, title=title, state=state, metrics=metrics)
+    header = header_html(
+        conversation_id=conversation_id,
+        title=title,
+        state=state,
+        metrics=metrics,
+        sandbox=latest_sandbox(events),
+    )
     return f'{STYLE}<div class="convo-view">{header}{note}{"".join(rows)}</div>'
 
 

@@ -52,6 +52,8 @@ class ConversationState:
     awaiting: dict[str, Any] | None = None
     # A python action (id) whose output has not arrived yet.
     python_running: int | None = None
+    # The last ``sandbox`` event: how the agent's tools are isolated (badge).
+    sandbox: dict[str, Any] | None = None
     _settle_id: int = -2
     _unsettle_id: int = -1
     _min_settle_id: int = -1
@@ -99,6 +101,8 @@ class ConversationState:
             self._agent_state(event, event_id)
         elif kind == "status":
             self._status(event, event_id)
+        elif kind == "sandbox":
+            self.sandbox = dict(event)
         elif kind == "message":
             self._message(event, event_id)
         elif kind == "confirmation":

@@ -228,6 +228,7 @@ class ConvoView:
             title=snap["title"],
             state=snap["agent_state"] or snap["status"],
             metrics=snap["metrics"],
+            sandbox=snap["sandbox"],
         )
         self._refresh_progress(snap["start_task"], snap["error"])
         awaiting = snap["awaiting"]

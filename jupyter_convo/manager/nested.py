@@ -741,6 +741,7 @@ class NestedConversationManager(ConversationManager):
                     workspace=workspace,
                     replay=replay,
                     session_api_key=key,
+                    confinement=self.sandbox.confinement_spec(),
                 )
                 try:
                     await self._bind(runtime, request, boot_key)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..agent.confine import ConfinementSpec
 from ..agent.metrics import Metrics
 from ..agent.settings import AgentSettings
 from ..events.inputs import AgentStateInput, ConfirmationInput, MessageInput, UserInput
@@ -38,6 +39,8 @@ class CreateConversationRequest(BaseModel):
     workspace: str | None = None
     replay: dict[str, Any] | None = None
     session_api_key: str | None = None
+    # How the agent's tool processes are isolated (the sandbox's policy); None: unconfined.
+    confinement: ConfinementSpec | None = None
 
 
 class ConversationInfo(BaseModel):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..agent.cassette import Cassette
+from ..agent.confine import Confiner
 from ..agent.controller import AgentController
 from ..agent.llm import LLMClient
 from ..agent.metrics import Metrics
@@ -31,6 +32,7 @@ from ..events.schema import (
     ErrorEvent,
     Event,
     RuntimeStatus,
+    SandboxEvent,
     StatusEvent,
     TitleEvent,
 )
@@ -105,6 +107,7 @@ class ConversationSession:
         self.runtime_status = RuntimeStatus.STARTING_RUNTIME
         self.controller: AgentController | None = None
         self._tools: list[Tool] = []
+        self._instructions = ""
         self._started = asyncio.Event()
         self._start_error: str | None = None
         self._stop_task: asyncio.Task[None] | None = None
@@ -126,7 +129,10 @@ class ConversationSession:
             settings = self.request.settings
             cassette = Cassette(self.directory / CASSETTE_FILE, secrets=self.secrets)
             llm = LLMClient(settings.llm, cassette=cassette, secrets=self.secrets)
-            self._tools = build_tools(self.workspace, settings)
+            confiner = self._confiner(settings)
+            self.log.append(confiner.event())
+            self._tools = build_tools(self.workspace, settings, confiner)
+            self._instructions = confiner.instructions()
             if self.replay is not None:
                 self._status(RuntimeStatus.READY)
                 self._replay_task = asyncio.create_task(
@@ -141,6 +147,7 @@ class ConversationSession:
                 tools=self._tools,
                 settings=settings,
                 workspace=self.workspace,
+                instructions=self._instructions,
             )
             self._status(RuntimeStatus.READY)
             await self.controller.start(
@@ -155,6 +162,21 @@ class ConversationSession:
             self.conversation_id,
             "restarted from its log" if self.restarted else "started",
             self.workspace.root,
+        )
+
+    def _confiner(self, settings: AgentSettings) -> Confiner:
+        """The jail of this run's tool processes. A conversation that turned its network
+        off keeps it off across restarts unless a restart says otherwise."""
+        network = settings.network
+        if network is None:
+            page = self.log.search(kind="sandbox", reverse=True, limit=1)
+            last = page.items[0] if page.items else None
+            network = not (isinstance(last, SandboxEvent) and last.network_off_by == "conversation")
+        return Confiner(
+            self.request.confinement,
+            workspace=self.workspace.root,
+            directory=self.directory,
+            network=network,
         )
 
     def _replay_source(

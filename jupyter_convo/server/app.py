@@ -17,10 +17,12 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from pydantic import ValidationError
 from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, default
+from traitlets.config import Configurable
 
 from ..manager.base import ConversationManager
 from ..manager.config import MIB, ManagerConfig
 from ..manager.owner import DataDirInUse
+from ..manager.sandboxes.confinement import Confinement
 from ..store.conversations import ConversationStore
 from ..store.settings import SettingsStore
 from .handlers import SERVICES_KEY, routes
@@ -35,12 +37,20 @@ def _default_user_name() -> str:
 
 
 def build_manager(
-    config: ManagerConfig, store: ConversationStore, settings_store: SettingsStore | None = None
+    config: ManagerConfig,
+    store: ConversationStore,
+    settings_store: SettingsStore | None = None,
+    parent: Configurable | None = None,
 ) -> ConversationManager:
-    """The conversation manager for ``config`` (the nested-runtime manager)."""
+    """The conversation manager for ``config`` (the nested-runtime manager); ``parent``
+    (the extension) configures its sandbox's ``c.Confinement``."""
     from ..manager.nested import NestedConversationManager
+    from ..manager.sandboxes import make_sandbox
 
-    return NestedConversationManager(config, store=store, settings_store=settings_store)
+    sandbox = make_sandbox(config, confinement=Confinement(parent=parent))
+    return NestedConversationManager(
+        config, store=store, settings_store=settings_store, sandbox=sandbox
+    )
 
 
 class ConvoExtension(ExtensionApp):
@@ -49,6 +59,8 @@ class ConvoExtension(ExtensionApp):
     name = "jupyter_convo"
     description = __doc__
     load_other_extensions = True
+    # Listed so that --help-all and --generate-config show c.Confinement.* too.
+    classes = [*ExtensionApp.classes, Confinement]
 
     data_dir = Unicode(
         config=True,
@@ -222,7 +234,7 @@ class ConvoExtension(ExtensionApp):
         settings_store = SettingsStore(config.data_dir)
         assert self.serverapp is not None
         self.services = ConvoServices(
-            manager=build_manager(config, store, settings_store),
+            manager=build_manager(config, store, settings_store, parent=self),
             store=store,
             settings_store=settings_store,
             config=config,

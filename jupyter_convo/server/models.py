@@ -119,6 +119,9 @@ class ConversationOptions(_Strict):
     confirmation_mode: bool | None = None
     kernel_connection_file: str | None = None
     extra_instructions: str | None = None
+    # False cuts the network of the agent's tools (kept across restarts); the server's
+    # c.Confinement.network = False cuts it for everyone.
+    network: bool | None = None
 
     @field_validator("api_key")
     @classmethod

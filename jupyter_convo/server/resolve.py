@@ -43,6 +43,7 @@ class SettingsLayer:
     confirmation_mode: bool | None = None
     kernel_connection_file: str | None = None
     extra_instructions: str | None = None
+    network: bool | None = None
     # Named secrets handed to the agent (exported to its terminal, redacted everywhere).
     secrets: Mapping[str, str] | None = None
 
@@ -53,6 +54,7 @@ _AGENT_FIELDS = (
     "confirmation_mode",
     "kernel_connection_file",
     "extra_instructions",
+    "network",
 )
 
 
@@ -74,6 +76,7 @@ def options_layer(options: ConversationOptions | None) -> SettingsLayer:
         confirmation_mode=options.confirmation_mode,
         kernel_connection_file=options.kernel_connection_file,
         extra_instructions=options.extra_instructions,
+        network=options.network,
     )
 
 

@@ -140,8 +140,15 @@ def _replay_on_server(client: Any, args: argparse.Namespace) -> int:
 
 
 async def replay_locally(source_path: str, directory: Path, mode: str) -> dict[str, Any]:
-    """Replay an export into ``directory`` (events, cassette, workspace) without a server."""
+    """Replay an export into ``directory`` (events, cassette, workspace) without a server.
+
+    A recorded run is someone's commands: they run in the jail the process sandbox uses
+    (``agent.confine``, default policy) where bubblewrap works, else with a warning.
+    """
+    from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
+
     from ..agent.cassette import Cassette
+    from ..agent.confine import Confiner, default_spec
     from ..agent.llm import LLMClient
     from ..agent.settings import AgentSettings
     from ..agent.tools import build_tools
@@ -163,7 +170,15 @@ async def replay_locally(source_path: str, directory: Path, mode: str) -> dict[s
     log = EventLog(directory / EVENTS_FILE, secrets=secrets)
     cassette = Cassette(directory / CASSETTE_FILE, secrets=secrets)
     llm = LLMClient(settings.llm, cassette=cassette, secrets=secrets)
-    tools = build_tools(workspace, settings)
+    confiner = Confiner(
+        default_spec([jupyter_data_dir(), jupyter_runtime_dir()]),
+        workspace=workspace.root,
+        directory=directory,
+    )
+    if not confiner.confined:
+        print(f"jupyter convo: warning: {confiner.message()}", file=sys.stderr, flush=True)
+    log.append(confiner.event())
+    tools = build_tools(workspace, settings, confiner)
 
     def show(event: Event) -> None:
         if event.kind in ("replay_step", "replay_summary"):

@@ -88,11 +88,13 @@ export const ConvoAPI = {
       before_id?: number;
       limit?: number;
       reverse?: boolean;
+      kind?: string;
     }
   ): Promise<IEventPage> {
     const params = {
       after_id: q.after_id,
       before_id: q.before_id,
+      kind: q.kind,
       limit: q.limit,
       reverse: q.reverse === undefined ? undefined : String(q.reverse)
     };

@@ -75,6 +75,8 @@ export interface ICreateConversation {
   workspace?: string;
   sandbox?: 'process' | 'docker';
   confirmation_mode?: boolean;
+  /** false cuts the network of the agent's commands and Python (process sandbox). */
+  network?: boolean;
   trigger?: string;
   /** Replay one of the user's conversations step by step into the new one. */
   replay?: IReplayOptions;
@@ -158,6 +160,13 @@ export interface IEvent extends IEventBase {
   completion_tokens?: number;
   cost?: number;
   latency?: number;
+  // sandbox: how the agent's tool processes are isolated
+  mechanism?: string;
+  confined?: boolean;
+  network?: boolean;
+  network_off_by?: 'server' | 'conversation' | null;
+  home?: string | null;
+  mounts?: ISandboxMount[];
   // replay_step / replay_summary
   step?: number;
   recorded_event_id?: number;
@@ -168,6 +177,13 @@ export interface IEvent extends IEventBase {
   diverged?: number;
   skipped?: number;
   diverged_steps?: number[];
+}
+
+/** One path as the agent's processes see it (events/schema.py SandboxMount). */
+export interface ISandboxMount {
+  path: string;
+  mode: 'ro' | 'rw' | 'hidden' | 'link';
+  source?: string | null;
 }
 
 export interface IPythonError {

@@ -25,7 +25,7 @@ from docker_helpers import (
 from jupyter_convo.agent.settings import AgentSettings
 from jupyter_convo.events.inputs import MessageInput
 from jupyter_convo.events.log import EventLog
-from jupyter_convo.events.schema import ConversationStatus, ErrorEvent, Event
+from jupyter_convo.events.schema import ConversationStatus, ErrorEvent, Event, SandboxEvent
 from jupyter_convo.manager.base import ConversationStartError
 from jupyter_convo.manager.metadata import RUNTIME_DIED
 from jupyter_convo.manager.sandboxes.docker import (
@@ -117,6 +117,9 @@ async def test_lifecycle_in_a_container(
     third = await stream.wait_for(agent_says("third answer"), "the answer after the restart")
     await stream.wait_for(lambda e: awaiting_input(e) and e.id > third.id, "the agent idle")
     assert [e.id for e in read_log(data_dir, cid)] == [e.id for e in stream.logged()]
+    # Each start said how the tools are isolated: by the container itself, no jail in it.
+    isolation = [e for e in read_log(data_dir, cid) if isinstance(e, SandboxEvent)]
+    assert [(e.mechanism, e.confined) for e in isolation] == [("container", True)] * 2
 
     # Delete: the container goes with the conversation.
     await manager.delete_conversation(cid)

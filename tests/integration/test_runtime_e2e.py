@@ -107,6 +107,7 @@ async def test_conversation_with_shell_python_edit_and_finish(
 
     kinds = [e.kind for e in stored if e.kind not in ("status", "agent_state", "llm_call")]
     assert kinds == [
+        "sandbox",  # how the tools are isolated: before the first message
         "message",
         "command",
         "command_output",

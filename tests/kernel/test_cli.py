@@ -47,7 +47,9 @@ def test_a_conversation_from_the_terminal(
         ],
         match=task_text,
     )
-    started = cli(convo_server, "start", task_text, "--title", "CLI run", "-f", cwd=tmp_path)
+    started = cli(
+        convo_server, "start", task_text, "--title", "CLI run", "--no-network", "-f", cwd=tmp_path
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     lines = started.stdout.splitlines()
     assert lines[0].startswith("start task ") and "start task READY" in lines
@@ -56,6 +58,8 @@ def test_a_conversation_from_the_terminal(
     assert "    from-the-cli" in lines  # the command's output, indented under it
     assert any(line.endswith("agent: Said it.") for line in lines)
     assert "agent is awaiting_user_input" in lines[-1]
+    jailed = "sandbox: confined (bubblewrap), network off"
+    assert sum(line.endswith(jailed) for line in lines) == 1
 
     listed = cli(convo_server, "list", "--search", "CLI run", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
@@ -82,6 +86,9 @@ def test_a_conversation_from_the_terminal(
     assert (resumed.returncode, resumed.stdout) == (0, f"resumed {conversation_id}\n")
     again = cli(convo_server, "send", conversation_id, "still there?", "-f", cwd=tmp_path)
     assert any(line.endswith("agent: Back after resume.") for line in again.stdout.splitlines())
+    # The restarted runtime kept the conversation's network off.
+    history = cli(convo_server, "show", conversation_id, cwd=tmp_path).stdout.splitlines()
+    assert sum(line.endswith(jailed) for line in history) == 2
 
     kept = cli(convo_server, "delete", conversation_id, cwd=tmp_path, stdin="n\n")
     assert kept.returncode == 1 and kept.stdout.rstrip().endswith("kept")

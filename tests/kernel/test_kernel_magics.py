@@ -47,7 +47,7 @@ def test_start_gives_a_live_conversation(
 ) -> None:
     kernel_llm.add_script(say_hello_script("Said hello."), match=task_text)
 
-    conv = start(shell, f'start "{task_text}" --title "Greeting" --max-iterations 5')
+    conv = start(shell, f'start "{task_text}" --title "Greeting" --max-iterations 5 --no-network')
 
     assert conv.wait(WAIT) == "awaiting_user_input"
     assert magics.current is conv
@@ -70,6 +70,8 @@ def test_start_gives_a_live_conversation(
     # The server got what the flags said; the request names the magic as its trigger.
     metadata = convo_server.client().get(conv.id)
     assert metadata["title"] == "Greeting" and metadata["trigger"] == "notebook"
+    [sandbox] = [e for e in conv.events if e["kind"] == "sandbox"]
+    assert sandbox["confined"] and sandbox["network"] is False  # --no-network
     assert conv.id in capsys.readouterr().out  # the view (its text form here) was shown
 
 

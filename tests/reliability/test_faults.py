@@ -102,35 +102,54 @@ def descendants(pid: int) -> list[int]:
 
 
 def kernel_of(runtime: int) -> int:
+    """The kernel process the runtime started (inside its jail: not bwrap itself)."""
     for pid in descendants(runtime):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if b"ipykernel" in cmdline:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"ipykernel" in b" ".join(argv) and not argv[0].endswith(b"bwrap"):
             return pid
     raise AssertionError(f"runtime {runtime} has no kernel child")
 
 
+async def wait_for_reader(fifo: Path) -> None:
+    """Until a writer opens ``fifo``; if none does in time, fail without leaving the
+    reading thread blocked in open() (it would hang the test session at its end)."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(fifo.read_text), WAIT)
+    except asyncio.TimeoutError:
+        with fifo.open("w"):  # releases the blocked reader
+            pass
+        raise AssertionError(f"nothing opened {fifo} within {WAIT} s") from None
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_kernel_killed_mid_cell_is_reported_and_the_next_cell_works(
-    server: LiveServer, llm: ScriptedLLM, seed: int, tmp_path: Path
+    server: LiveServer, llm: ScriptedLLM, seed: int
 ) -> None:
     """The cell to kill (chosen by the seed) opens a FIFO the test reads: once the read
-    returns, the cell is running; it then blocks, and the kernel is killed."""
+    returns, the cell is running; it then blocks, and the kernel is killed. The FIFO is in
+    the workspace (the kernel's folder, jailed or not), made before the agent's first step
+    is let go."""
     rng = random.Random(seed)
     doomed = rng.randrange(3)
-    fifo = tmp_path / "cell-running"
-    os.mkfifo(fifo)
-    blocking = f"open({str(fifo)!r}, 'w').write('x')\nimport time\ntime.sleep(300)"
+    blocking = "open('cell-running', 'w').write('x')\nimport time\ntime.sleep(300)"
     cells = [blocking if n == doomed else f"value = {n} * 7\nprint(value)" for n in range(3)]
     name = f"kernel-kill {seed} {server.port}"
+    gate = f"{name} fifo ready"
+    steps = [
+        tool_call("python", {"code": code, "timeout": 600}, gate=gate if n == 0 else None)
+        for n, code in enumerate(cells)
+    ]
     llm.add_script(
-        [tool_call("python", {"code": code, "timeout": 600}) for code in cells]
-        + [tool_call("python", {"code": "print(6 * 7)"}), reply(f"{name} done")],
+        [*steps, tool_call("python", {"code": "print(6 * 7)"}), reply(f"{name} done")],
         match=name,
     )
     async with server.async_client(ALICE) as alice:
         cid = await astart(alice, name, max_iterations=20)
+        fifo = server.data_dir / "conversations" / cid / "workspace" / "cell-running"
+        os.mkfifo(fifo)
+        llm.open_gate(gate)
         watcher = await Subscriber.connect(server, cid)
-        await asyncio.wait_for(asyncio.to_thread(fifo.read_text), WAIT)  # the cell runs
+        await wait_for_reader(fifo)  # the cell runs
         os.kill(kernel_of(runtime_pid(server, cid)), signal.SIGKILL)
         await watcher.until(finished_turn(f"{name} done"), timeout=WAIT)
         outputs = [e for e in watcher.logged() if e["kind"] == "python_output"]

@@ -11,6 +11,10 @@ import nbformat
 import pytest
 from share_helpers import EXAMPLE
 
+from jupyter_convo.agent.confine import probe
+from jupyter_convo.events.log import EventLog
+from jupyter_convo.events.schema import SandboxEvent
+
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 120.0
@@ -41,6 +45,11 @@ def test_replay_locally_prints_each_verdict(tmp_path: Path) -> None:
     ]
     assert "replay (cassette): All 9 steps reproduced." in lines
     assert (target / "workspace" / "summary.txt").read_text().endswith("(amount n/a)\n")
+    # Someone else's recorded commands ran in the jail (where bubblewrap works here).
+    with EventLog(target / "events.jsonl", read_only=True) as replayed:
+        [jail] = [event for event in replayed.read() if event.kind == "sandbox"]
+    assert isinstance(jail, SandboxEvent)
+    assert jail.confined is (probe("bwrap")[0] is not None), jail.message
 
     again = cli("replay", str(EXAMPLE), "--local", str(target), cwd=tmp_path)
     assert again.returncode == 1

@@ -100,6 +100,9 @@ class PanelDriver:
     def badge(self, conversation_id: str) -> Locator:
         return self.view(conversation_id).locator(".jp-convo-view-title .jp-convo-badge")
 
+    def sandbox_badge(self, conversation_id: str) -> Locator:
+        return self.view(conversation_id).locator(".jp-convo-view-title .jp-convo-sandbox-badge")
+
     def button(self, conversation_id: str, css: str) -> Locator:
         return self.view(conversation_id).locator(f"button.{css}")
 

@@ -80,6 +80,9 @@ def test_drive_a_conversation_from_the_panel(
     expect(command).to_contain_text("echo hello-from-agent", timeout=RUN_TIMEOUT)
     expect(command).to_contain_text("Waiting for your confirmation (risk: high)")
     ui.wait_for_state(cid, "awaiting user confirmation")
+    # The runtime said how the agent's tools are isolated: a badge of its own.
+    expect(ui.sandbox_badge(cid)).to_have_text("confined")
+    expect(ui.rows(cid, "sandbox")).to_contain_text("Sandbox: bubblewrap, network on")
     confirm_bar = ui.view(cid).locator(".jp-convo-confirm")
     expect(confirm_bar).to_contain_text("waits for your confirmation")
 

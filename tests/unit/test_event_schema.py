@@ -32,6 +32,8 @@ from jupyter_convo.events.schema import (
     PythonOutputEvent,
     ReplayStepEvent,
     ReplaySummaryEvent,
+    SandboxEvent,
+    SandboxMount,
     StatusEvent,
     ThinkEvent,
     TitleEvent,
@@ -100,6 +102,22 @@ SAMPLES: dict[str, EventBase] = {
         id=12, timestamp=WHEN, state=AgentState.AWAITING_USER_CONFIRMATION, reason="risky"
     ),
     "status": StatusEvent(id=13, timestamp=WHEN, status="READY", message="runtime ready"),
+    "sandbox": SandboxEvent(
+        id=13,
+        timestamp=WHEN,
+        mechanism="bubblewrap",
+        confined=True,
+        network=False,
+        network_off_by="conversation",
+        home="/data/conversations/c1/home",
+        mounts=[
+            SandboxMount(path="/usr", mode="ro"),
+            SandboxMount(path="/bin", mode="link", source="usr/bin"),
+            SandboxMount(path="/tmp", mode="rw", source="/data/conversations/c1/tmp"),
+            SandboxMount(path="/data", mode="hidden"),
+        ],
+        message="confined",
+    ),
     "error": ErrorEvent(
         id=14, timestamp=WHEN, code="AGENT_ERROR$TOO_MANY_CONVERSATIONS", message="limit"
     ),

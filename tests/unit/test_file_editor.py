@@ -495,3 +495,67 @@ async def test_symlinks_inside_are_followed(editor: FileEditorTool, root: Path) 
 async def test_nul_byte_in_path(editor: FileEditorTool) -> None:
     result = await view(editor, "a\x00b")
     assert result.error == "path contains a NUL byte"
+
+
+async def test_hard_links_are_refused(editor: FileEditorTool, root: Path, outside: Path) -> None:
+    """A second name for a file outside (planted by anyone who could reach both) reads
+    and writes the outside data: every command refuses such a file."""
+    os.link(outside, root / "linked.txt")
+    viewed = await view(editor, "linked.txt")
+    assert "hard links" in (viewed.error or "")
+    assert "do not touch" not in viewed.content
+    replaced = await edit(editor, "str_replace", "linked.txt", old_str="do not", new_str="did")
+    assert "hard links" in (replaced.error or "")
+    inserted = await edit(editor, "insert", "linked.txt", insert_line=0, new_str="x")
+    assert "hard links" in (inserted.error or "")
+    assert text_of(outside) == "do not touch\n"
+    # Files with one name are edited as before.
+    created = await edit(editor, "create", "plain.txt", file_text="one\n")
+    assert created.error is None
+    changed = await edit(editor, "str_replace", "plain.txt", old_str="one", new_str="two")
+    assert changed.error is None and text_of(root / "plain.txt") == "two\n"
+
+
+class SwappingWorkspace(Workspace):
+    """Replaces ``target`` with a symlink to ``destination`` right after the next
+    ``resolve``: what a process racing the editor could do between check and use."""
+
+    def __init__(self, root: Path, target: Path, destination: Path) -> None:
+        super().__init__(root)
+        self.target = target
+        self.destination = destination
+        self.swapped = False
+
+    def resolve(self, path: str | os.PathLike[str], *, must_exist: bool = False) -> Path:
+        resolved = super().resolve(path, must_exist=must_exist)
+        if not self.swapped:
+            self.swapped = True
+            if self.target.is_dir():
+                for child in self.target.iterdir():
+                    child.unlink()
+                self.target.rmdir()
+            else:
+                self.target.unlink(missing_ok=True)
+            os.symlink(self.destination, self.target)
+        return resolved
+
+
+@pytest.mark.parametrize("command", ["view", "str_replace", "create"])
+async def test_a_symlink_swapped_in_after_the_check_is_refused(
+    root: Path, outside: Path, command: str
+) -> None:
+    (root / "sub").mkdir()
+    (root / "sub" / "secret.txt").write_text("do not touch\n")
+    workspace = SwappingWorkspace(root, root / "sub", outside.parent)
+    tool = FileEditorTool(workspace, AgentSettings(max_output_chars=1000))
+    if command == "view":
+        result: FileContentEvent | FileEditResultEvent = await view(tool, "sub/secret.txt")
+        assert "do not touch" not in result.content
+    elif command == "str_replace":
+        result = await edit(tool, command, "sub/secret.txt", old_str="do not", new_str="did")
+    else:
+        result = await edit(tool, command, "sub/new.txt", file_text="x")
+    assert workspace.swapped
+    assert "symbolic link" in (result.error or "")
+    assert text_of(outside) == "do not touch\n"
+    assert not (outside.parent / "new.txt").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..confine import Confiner
 from ..settings import AgentSettings
 from ..workspace import Workspace
 from .base import Tool, ToolArgumentError
@@ -22,13 +23,15 @@ __all__ = [
 ]
 
 
-def build_tools(workspace: Workspace, settings: AgentSettings) -> list[Tool]:
+def build_tools(
+    workspace: Workspace, settings: AgentSettings, confiner: Confiner | None = None
+) -> list[Tool]:
     """One of each tool, bound to ``workspace``. Processes (shell, kernel) start on first
-    use; ``Tool.close`` ends them.
+    use, in ``confiner``'s jail when given; ``Tool.close`` ends them.
     """
     return [
-        TerminalTool(workspace, settings),
-        PythonTool(workspace, settings),
+        TerminalTool(workspace, settings, confiner),
+        PythonTool(workspace, settings, confiner),
         FileEditorTool(workspace, settings),
         ThinkTool(),
         FinishTool(),

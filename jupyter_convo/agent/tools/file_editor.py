@@ -1,7 +1,9 @@
 """The ``file_editor`` tool: view and edit text files, strictly inside the workspace.
 
 Every path goes through ``Workspace.resolve`` (symlinks followed first), so nothing
-outside the workspace can be read or written. Edits keep a per-file history for
+outside the workspace can be read or written; files are then opened through
+``Workspace.open_file`` (no symlink on the way, no file with other hard links), because
+this tool runs in the runtime, outside the agent's jail. Edits keep a per-file history for
 ``undo_edit`` and report a unified diff with workspace-relative paths.
 """
 
@@ -184,7 +186,7 @@ class FileEditorTool(Tool):
         )
 
     def _numbered(self, path: Path, shown: str, view_range: list[int] | None) -> tuple[str, bool]:
-        lines = _lines(_read_text(path, shown))
+        lines = _lines(_read_text(self.workspace, path, shown))
         first, last = 1, len(lines)
         if view_range is not None:
             first, last = view_range
@@ -286,10 +288,10 @@ class FileEditorTool(Tool):
                 "str_replace or insert (view it first)."
             )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self.workspace.make_dirs(path.parent)
         except OSError as exc:
             raise FileEditorError(f"cannot make the folder for {shown}: {exc.strerror}") from exc
-        self._write(path, shown, text, previous=None)
+        self._write(path, shown, text, previous=None, new=True)
         return None, text
 
     def _replace(self, path: Path, shown: str, old: str, new: str | None) -> tuple[str, str]:
@@ -337,12 +339,12 @@ class FileEditorTool(Tool):
         if not history:
             raise FileEditorError(f"there is no edit of {shown} to undo")
         previous = history[-1]
-        current = _read_text(path, shown) if path.is_file() else None
+        current = _read_text(self.workspace, path, shown) if path.is_file() else None
         try:
             if previous is None:
-                path.unlink(missing_ok=True)
+                self.workspace.remove_file(path)
             else:
-                path.write_bytes(previous.encode("utf-8"))
+                _write_bytes(self.workspace, path, previous.encode("utf-8"), new=False)
         except OSError as exc:
             raise FileEditorError(f"cannot restore {shown}: {exc.strerror}") from exc
         history.pop()
@@ -355,11 +357,15 @@ class FileEditorTool(Tool):
             raise FileEditorError(f"{shown} is a directory")
         if not path.exists():
             raise FileEditorError(f"{shown} does not exist; make it with create")
-        return _read_text(path, shown)
+        return _read_text(self.workspace, path, shown)
 
-    def _write(self, path: Path, shown: str, text: str, *, previous: str | None) -> None:
+    def _write(
+        self, path: Path, shown: str, text: str, *, previous: str | None, new: bool = False
+    ) -> None:
         try:
-            path.write_bytes(text.encode("utf-8"))
+            _write_bytes(self.workspace, path, text.encode("utf-8"), new=new)
+        except FileExistsError:
+            raise FileEditorError(f"{shown} already exists; create only makes new files") from None
         except OSError as exc:
             raise FileEditorError(f"cannot write {shown}: {exc.strerror}") from exc
         history = self._history.setdefault(path, [])
@@ -381,21 +387,36 @@ def unified_diff(before: str | None, after: str | None, shown: str) -> str:
     return "".join(out)
 
 
-def _read_text(path: Path, shown: str) -> str:
+def _write_bytes(workspace: Workspace, path: Path, data: bytes, *, new: bool) -> None:
+    """Write ``data`` to ``path`` through ``Workspace.open_file`` (a ``new`` file must not
+    exist yet); truncating only after the link checks passed."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else 0)
+    fd = workspace.open_file(path, flags, 0o666)
+    with os.fdopen(fd, "wb") as handle:
+        handle.truncate(0)
+        handle.write(data)
+
+
+def _read_text(workspace: Workspace, path: Path, shown: str) -> str:
     if not path.exists():
         raise FileEditorError(f"{shown} does not exist")
     if not path.is_file():
         raise FileEditorError(f"{shown} is not a regular file")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise FileEditorError(
-            f"{shown} is too large for the file editor ({size} bytes, limit "
-            f"{MAX_FILE_BYTES}); inspect it with the terminal (head, grep) or python"
-        )
     try:
-        data = path.read_bytes()
+        fd = workspace.open_file(path)
     except OSError as exc:
         raise FileEditorError(f"cannot read {shown}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            raise FileEditorError(
+                f"{shown} is too large for the file editor ({size} bytes, limit "
+                f"{MAX_FILE_BYTES}); inspect it with the terminal (head, grep) or python"
+            )
+        try:
+            data = handle.read()
+        except OSError as exc:
+            raise FileEditorError(f"cannot read {shown}: {exc.strerror}") from exc
     if b"\x00" in data[:BINARY_SNIFF_BYTES]:
         raise FileEditorError(_binary_message(shown))
     try:

@@ -3,6 +3,12 @@
 Either a kernel we start (ipykernel's ``python3``, working directory = the workspace) and
 shut down on ``close``, or an existing kernel reached through its connection file (the
 user's notebook kernel), which we only ever interrupt and never shut down.
+
+With a ``Confiner`` the kernel we start runs in its jail; its IPC sockets and connection
+file live in a private folder mounted at the same path inside, so ``jupyter_client`` here
+and the kernel there meet on Unix sockets (which cross a cut network too). A signal to the
+jail's launcher would not reach the kernel, so interrupts travel as ``interrupt_request``
+messages on the control channel (the kernel then signals itself).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ if TYPE_CHECKING:
     # ~6 MB of memory it may never use (bench/bench_memory.py).
     from jupyter_client.asynchronous.client import AsyncKernelClient
     from jupyter_client.manager import AsyncKernelManager
+
+    from ..confine import Confiner
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +74,12 @@ class KernelSession:
         env: Mapping[str, str],
         connection_file: str | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
+        confiner: Confiner | None = None,
     ) -> None:
         self._cwd = cwd
         self._env = dict(env)
+        # A kernel we start runs confined; a connected one (the notebook's) is what it is.
+        self._confiner = confiner if connection_file is None else None
         self._connection_file = connection_file
         self._startup_timeout = startup_timeout
         self._manager: AsyncKernelManager | None = None
@@ -83,7 +94,8 @@ class KernelSession:
 
     @property
     def kernel_pid(self) -> int | None:
-        """The process id of a kernel we started, if it is running."""
+        """The process id of a kernel we started (of its jail's launcher when confined),
+        if it is running."""
         provisioner = self._manager.provisioner if self._manager else None
         process = getattr(provisioner, "process", None)
         return getattr(process, "pid", None)
@@ -116,10 +128,15 @@ class KernelSession:
         env["MPLBACKEND"] = INLINE_BACKEND
         env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         # IPC sockets in a private directory: no TCP ports for other local users to probe.
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="convo-kernel-"))
-        from .kernel_manager import DefaultSignalsKernelManager
-
-        manager = DefaultSignalsKernelManager(
+        confiner = self._confiner
+        if confiner is None:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="convo-kernel-"))
+        else:
+            self._socket_dir = confiner.private_dir("convo-kernel-")
+        manager = _kernel_manager(
+            confiner,
+            self._cwd,
+            self._socket_dir,
             kernel_name="python3",
             transport="ipc",
             ip=str(self._socket_dir / "ipc"),
@@ -316,12 +333,37 @@ class KernelSession:
                 with contextlib.suppress(Exception):
                     await manager.shutdown_kernel(now=True)
         if self._socket_dir is not None:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            if self._confiner is not None:
+                self._confiner.release(self._socket_dir)
+            else:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
 
     async def close(self) -> None:
         """Shut down a kernel we started; only disconnect from one we were given."""
         await self._shutdown()
+
+
+def _kernel_manager(
+    confiner: Confiner | None, cwd: Path, socket_dir: Path, **options: Any
+) -> AsyncKernelManager:
+    """A kernel manager whose kernels start with default signal handling; with
+    ``confiner``, one whose kernel command runs in the jail."""
+    from .kernel_manager import DefaultSignalsKernelManager
+
+    if confiner is None:
+        return DefaultSignalsKernelManager(**options)
+    jail = confiner
+
+    class ConfinedKernelManager(DefaultSignalsKernelManager):
+        def confine_command(self, argv: list[str]) -> list[str]:
+            interpreter = jail.interpreter_paths(argv[0]) if argv else []
+            return jail.command(argv, cwd=cwd, read_only=interpreter, read_write=[socket_dir])
+
+    manager = ConfinedKernelManager(**options)
+    if manager.kernel_spec is not None:
+        manager.kernel_spec.interrupt_mode = "message"
+    return manager
 
 
 def _error(content: dict[str, Any]) -> tuple[str, str, list[str]]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from ...events.schema import ActionBase, PythonError, PythonEvent, PythonOutputEvent
+from ..confine import Confiner
 from ..settings import AgentSettings
 from ..workspace import Workspace
 from .args import (
@@ -47,13 +49,17 @@ class PythonTool(Tool):
 
     name = "python"
 
-    def __init__(self, workspace: Workspace, settings: AgentSettings) -> None:
+    def __init__(
+        self, workspace: Workspace, settings: AgentSettings, confiner: Confiner | None = None
+    ) -> None:
         self.workspace = workspace
         self.settings = settings
+        base = confiner.environment(os.environ) if confiner is not None else None
         self.session = KernelSession(
             cwd=workspace.root,
-            env=agent_environment(settings),
+            env=agent_environment(settings, base),
             connection_file=settings.kernel_connection_file,
+            confiner=confiner,
         )
 
     def spec(self) -> dict[str, Any]:

@@ -13,8 +13,10 @@ Bash's ``PROMPT_COMMAND`` prints an end marker before every prompt: a per-shell 
 nonce, the command's sequence number, its exit status and the working directory. The
 marker starts with a newline, so output without a trailing newline still ends cleanly.
 
-The shell is not confined to the workspace (a shell can go anywhere); isolation is the
-sandbox's job (process or container). The file editor is the strictly confined tool.
+The shell is not confined to the workspace by path checks (a shell can go anywhere);
+isolation is the ``Confiner``'s job: given one, bash runs in its jail, leading a session
+of its own there, and takes the pty (reopened through ``/proc/self/fd/0``: the host's
+``/dev/pts`` is not mounted inside) as its controlling terminal.
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ import termios
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...spawn import with_default_signals
+
+if TYPE_CHECKING:
+    from ..confine import Confiner
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +159,22 @@ def _decode(data: bytes) -> str:
 class BashSession:
     """One long-lived bash; ``run`` executes commands in it one at a time."""
 
-    def __init__(self, cwd: Path, env: Mapping[str, str], *, keep_bytes: int = 262_144) -> None:
+    def __init__(
+        self,
+        cwd: Path,
+        env: Mapping[str, str],
+        *,
+        keep_bytes: int = 262_144,
+        confiner: Confiner | None = None,
+    ) -> None:
         self._cwd = cwd
         self._env = dict(env)
+        self._confiner = confiner
         self._keep = max(keep_bytes, 4 * MARKER_SCAN_BACK)
         self._lock = asyncio.Lock()
         self._proc: asyncio.subprocess.Process | None = None
+        # The shell's own process group (its pid outside any jail), known once it is idle.
+        self._shell_group: int | None = None
         self._master = -1
         self._dir: Path | None = None
         self._nonce = ""
@@ -169,7 +185,8 @@ class BashSession:
 
     @property
     def pid(self) -> int | None:
-        """The shell's process id (also its process group and session id)."""
+        """The process we started: bash (also its process group and session id), or the
+        jail's launcher when confined."""
         return self._proc.pid if self._proc else None
 
     @property
@@ -178,7 +195,10 @@ class BashSession:
 
     async def start(self) -> None:
         """Start bash and wait until it printed its first marker."""
-        self._dir = Path(tempfile.mkdtemp(prefix="convo-shell-"))
+        if self._confiner is not None:
+            self._dir = self._confiner.private_dir("convo-shell-")
+        else:
+            self._dir = Path(tempfile.mkdtemp(prefix="convo-shell-"))
         self._nonce = secrets.token_hex(8)
         self._seq = 0
         self._eof = False
@@ -189,10 +209,18 @@ class BashSession:
         try:
             _configure_terminal(slave, master)
             bash = shutil.which("bash", path=self._env.get("PATH")) or "/bin/bash"
-            command = [bash, "--norc", "--noprofile", "-c", _LAUNCH]
-            command += [bash, str(rcfile), os.ttyname(slave)]
+            argv = [bash, "--norc", "--noprofile", "-c", _LAUNCH, bash, str(rcfile)]
+            if self._confiner is None:
+                argv.append(os.ttyname(slave))
+            else:
+                argv = self._confiner.command(
+                    [*argv, "/proc/self/fd/0"],
+                    cwd=self._cwd,
+                    read_only=[self._dir],
+                    session_leader=True,
+                )
             self._proc = await asyncio.create_subprocess_exec(
-                *with_default_signals(command, self._env),
+                *with_default_signals(argv, self._env),
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
@@ -217,6 +245,8 @@ class BashSession:
             await self.close()
             raise ShellError(f"bash did not become ready within {START_TIMEOUT:g} s: {text!r}")
         self._capture.take(marker.start, marker.end)
+        # Idle, bash holds the terminal's foreground: that group is the shell itself.
+        self._shell_group = self._foreground_group()
         log.info("started bash (pid %s) in %s", self._proc.pid, self._cwd)
 
     async def run(self, command: str, timeout: float) -> ShellResult:
@@ -294,7 +324,7 @@ class BashSession:
             )
             return marker
         group = self._foreground_group()
-        if group is not None and group != self.pid:
+        if group is not None and group not in (self.pid, self._shell_group):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
             marker = await self._wait_for(seq, INTERRUPT_GRACE)
@@ -394,7 +424,10 @@ class BashSession:
             except asyncio.TimeoutError:
                 log.warning("bash (pid %s) did not exit after SIGKILL", proc.pid)
         if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            if self._confiner is not None:
+                self._confiner.release(self._dir)
+            else:
+                shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
 

@@ -1,15 +1,18 @@
 """The ``terminal`` tool: bash commands in one persistent shell rooted in the workspace.
 
 The shell is not confined to the workspace by path checks (a shell can ``cd /``); the
-sandbox the runtime runs in (a process or a container) is the isolation boundary.
+isolation boundary is the ``Confiner``'s jail (process sandbox) or the runtime's container.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from ...events.schema import ActionBase, CommandEvent, CommandOutputEvent
+from ..confine import Confiner
 from ..settings import AgentSettings
 from ..workspace import Workspace
 from .args import (
@@ -59,9 +62,12 @@ later.\
 """
 
 
-def shell_environment(settings: AgentSettings) -> dict[str, str]:
-    """The shell's environment: ours minus private variables, plus the user's secrets."""
-    env = agent_environment(settings)
+def shell_environment(
+    settings: AgentSettings, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The shell's environment: ``base`` (default: ours) minus private variables, plus the
+    user's secrets."""
+    env = agent_environment(settings, base)
     for name in SHELL_UNSET:
         env.pop(name, None)
     env.update(SHELL_DEFAULTS)
@@ -73,9 +79,12 @@ class TerminalTool(Tool):
 
     name = "terminal"
 
-    def __init__(self, workspace: Workspace, settings: AgentSettings) -> None:
+    def __init__(
+        self, workspace: Workspace, settings: AgentSettings, confiner: Confiner | None = None
+    ) -> None:
         self.workspace = workspace
         self.settings = settings
+        self.confiner = confiner
         self._session: BashSession | None = None
 
     def spec(self) -> dict[str, Any]:
@@ -109,10 +118,13 @@ class TerminalTool(Tool):
             raise TypeError(f"terminal cannot execute a {action.kind!r} action")
         timeout = action.timeout or self.settings.command_timeout
         if self._session is None:
+            base = self.confiner.environment(os.environ) if self.confiner else None
+            env = shell_environment(self.settings, base)
             self._session = BashSession(
                 self.workspace.root,
-                shell_environment(self.settings),
+                env,
                 keep_bytes=8 * self.settings.max_output_chars,
+                confiner=self.confiner,
             )
         try:
             result = await self._session.run(action.command, timeout)

@@ -11,18 +11,21 @@ from .process import ProcessSandbox
 
 if TYPE_CHECKING:
     from ..config import ManagerConfig
+    from .confinement import Confinement
 
 __all__ = ["ProcessSandbox", "RuntimeHandle", "Sandbox", "SandboxStartError", "make_sandbox"]
 
 
-def make_sandbox(config: ManagerConfig) -> Sandbox:
-    """The sandbox ``config.sandbox`` names."""
+def make_sandbox(config: ManagerConfig, *, confinement: Confinement | None = None) -> Sandbox:
+    """The sandbox ``config.sandbox`` names; ``confinement`` (``c.Confinement.*``) jails
+    the process sandbox's tool processes (default: its defaults)."""
     if config.sandbox == "process":
         return ProcessSandbox(
             config.conversations_root,
             python_executable=config.python_executable,
             server_instance_id=config.server_instance_id,
             max_upload_bytes=config.upload_max_bytes,
+            confinement=confinement,
         )
     if config.sandbox == "docker":
         from .docker import DockerSandbox

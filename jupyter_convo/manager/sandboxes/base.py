@@ -18,6 +18,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ...agent.confine import ConfinementSpec
+
 log = logging.getLogger(__name__)
 
 RUNTIME_RECORD_NAME = "runtime.json"
@@ -125,6 +127,11 @@ class Sandbox(ABC):
         """Whether a runtime started for ``conversation_id`` can work in ``path`` (a
         container only sees what was mounted when it was created)."""
         return True
+
+    def confinement_spec(self) -> ConfinementSpec | None:
+        """How a runtime of this sandbox isolates the agent's tool processes (sent with
+        each conversation it binds); None: not at all."""
+        return None
 
     # --- runtime.json -------------------------------------------------------------------
 

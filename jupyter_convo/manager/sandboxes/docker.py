@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ...agent.confine import ConfinementSpec
 from .base import RuntimeHandle, Sandbox, SandboxStartError
 from .process import LOG_FILE_NAME, READY_FILE_NAME, UPLOAD_FRAMING_BYTES, log_tail
 
@@ -194,6 +195,10 @@ class DockerSandbox(Sandbox):
             if not path.is_relative_to(conv_dir):
                 volumes[str(path)] = {"bind": str(path), "mode": "rw"}
         return volumes
+
+    def confinement_spec(self) -> ConfinementSpec:
+        """The container is the jail: the tools run in it as they are."""
+        return ConfinementSpec(mechanism="container")
 
     def reaches(self, conversation_id: str, path: Path) -> bool:
         """A container sees only what was mounted when it was created: its conversation's

@@ -5,6 +5,9 @@ children along, and it outlives the server: the record in ``runtime.json`` (pid,
 group, port) lets a restarted server find it again. It starts with default signal handling
 (``jupyter_convo.spawn``) whatever the server inherited. The session key reaches the child only
 through its environment.
+
+The runtime runs as the user; the agent's tool processes it starts run in a bubblewrap
+jail (``Confinement``, ``c.Confinement.*``), whose policy each bind request carries.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from pathlib import Path
 
 import httpx
 
+from ...agent.confine import ConfinementSpec
 from ...spawn import with_default_signals
 from .base import RuntimeHandle, Sandbox, SandboxStartError
+from .confinement import Confinement
 from .orphans import runtime_processes
 
 log = logging.getLogger(__name__)
@@ -53,8 +58,12 @@ class ProcessSandbox(Sandbox):
         server_instance_id: str = "",
         host: str = "127.0.0.1",
         max_upload_bytes: int | None = None,
+        confinement: Confinement | None = None,
     ) -> None:
         super().__init__(conversations_root)
+        self.confinement = confinement if confinement is not None else Confinement()
+        # Checked (and said, in the server log) once, when the server starts.
+        self.confinement.announce()
         self.max_upload_bytes = max_upload_bytes
         self.python_executable = python_executable
         self.server_instance_id = server_instance_id
@@ -97,6 +106,9 @@ class ProcessSandbox(Sandbox):
         owner: str | None = None,
         workspace: Path | None = None,
     ) -> RuntimeHandle:
+        refusal = self.confinement.refusal()
+        if refusal is not None:
+            raise SandboxStartError(refusal)
         conv_dir = self.conversation_dir(conversation_id)
         conv_dir.mkdir(parents=True, exist_ok=True)
         (conv_dir / READY_FILE_NAME).unlink(missing_ok=True)
@@ -160,6 +172,9 @@ class ProcessSandbox(Sandbox):
         self.write_record(handle)
         log.info("runtime for %s ready: pid %s, port %s", conversation_id, handle.pid, handle.port)
         return handle
+
+    def confinement_spec(self) -> ConfinementSpec:
+        return self.confinement.spec(self.conversations_root.parent)
 
     async def _ready_line(self, proc: asyncio.subprocess.Process, log_path: Path) -> dict[str, int]:
         """Read the child's stdout up to its ready line; other lines go to runtime.log."""

@@ -227,6 +227,29 @@ describe('rows', () => {
         .textContent
     ).toBe('ErrorAGENT_STUCK loop');
     expect(render(ev(6, 'something_new')).textContent).toBe('something_new');
+    const unconfined = render(
+      ev(7, 'sandbox', { confined: false, message: 'NOT CONFINED: no bwrap' })
+    );
+    expect(unconfined.className).toContain('jp-convo-error');
+    expect(unconfined.textContent).toBe('Not confinedNOT CONFINED: no bwrap');
+    const confined = render(
+      ev(8, 'sandbox', {
+        mechanism: 'bubblewrap',
+        confined: true,
+        network: false,
+        home: '/d/c/home',
+        mounts: [
+          { path: '/usr', mode: 'ro' },
+          { path: '/tmp', mode: 'rw', source: '/d/c/tmp' }
+        ]
+      })
+    );
+    expect(confined.querySelector('summary')?.textContent).toBe(
+      'Sandbox: bubblewrap, network off'
+    );
+    expect(confined.querySelector('pre')?.textContent).toBe(
+      'ro     /usr\nrw     /tmp (from /d/c/tmp)\nHOME   /d/c/home'
+    );
   });
 });
 

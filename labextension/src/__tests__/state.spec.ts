@@ -4,6 +4,7 @@ import {
   patchConversation,
   reduceEvent,
   reduceEvents,
+  sandboxBadge,
   stateFromMetadata,
   titleFromMessage
 } from '../models/state';
@@ -149,5 +150,49 @@ describe('patchConversation', () => {
     expect(patched.cost).toBe(0.5);
     expect(patched.last_event_id).toBe(6);
     expect(patched.updated_at > row.updated_at).toBe(true);
+  });
+});
+
+describe('sandbox', () => {
+  it('keeps the latest sandbox event for the badge', () => {
+    let state = reduceEvent(
+      emptyState('c1'),
+      ev(1, 'sandbox', {
+        mechanism: 'bubblewrap',
+        confined: true,
+        network: true
+      })
+    );
+    expect(sandboxBadge(state.sandbox)?.kind).toBe('confined');
+    state = reduceEvent(
+      state,
+      ev(9, 'sandbox', {
+        mechanism: 'bubblewrap',
+        confined: true,
+        network: false,
+        network_off_by: 'conversation'
+      })
+    );
+    expect(sandboxBadge(state.sandbox)).toMatchObject({
+      kind: 'no-network',
+      text: 'confined, no network'
+    });
+  });
+
+  it('says unconfined with the reason as its tooltip', () => {
+    const state = reduceEvent(
+      emptyState('c1'),
+      ev(1, 'sandbox', {
+        mechanism: 'none',
+        confined: false,
+        message: 'NOT CONFINED: bubblewrap is not installed'
+      })
+    );
+    expect(sandboxBadge(state.sandbox)).toEqual({
+      kind: 'unconfined',
+      text: 'unconfined',
+      title: 'NOT CONFINED: bubblewrap is not installed'
+    });
+    expect(sandboxBadge(emptyState('c2').sandbox)).toBeNull();
   });
 });

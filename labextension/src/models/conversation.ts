@@ -112,14 +112,24 @@ export class ConversationModel implements IDisposable {
   private async _load(): Promise<void> {
     try {
       const meta = await ConvoAPI.getConversation(this.id);
-      const page = await ConvoAPI.searchEvents(this.id, {
-        reverse: true,
-        limit: this._pageSize
-      });
+      const [page, sandbox] = await Promise.all([
+        ConvoAPI.searchEvents(this.id, {
+          reverse: true,
+          limit: this._pageSize
+        }),
+        // The sandbox event comes early: a long log's newest page may not hold it.
+        ConvoAPI.searchEvents(this.id, {
+          kind: 'sandbox',
+          reverse: true,
+          limit: 1
+        })
+      ]);
       this._window = fromNewestPage(page);
-      this._setState(
-        reduceEvents(stateFromMetadata(meta), this._window.events)
-      );
+      const known = {
+        ...stateFromMetadata(meta),
+        sandbox: sandbox.items[0] ?? null
+      };
+      this._setState(reduceEvents(known, this._window.events));
       this._eventsAdded.emit(this._window.events);
       this._setProblem(null);
     } catch (error) {

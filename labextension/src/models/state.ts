@@ -44,6 +44,8 @@ export interface IConversationState {
   lastMessage: string | null;
   /** The conversation was deleted while being watched. */
   deleted: boolean;
+  /** The last `sandbox` event: how the agent's tools are isolated (null: not said yet). */
+  sandbox: IEvent | null;
 }
 
 /** A conversation nothing is known about yet. */
@@ -63,7 +65,8 @@ export function emptyState(id: string): IConversationState {
     lastSeenId: -1,
     awaiting: null,
     lastMessage: null,
-    deleted: false
+    deleted: false,
+    sandbox: null
   };
 }
 
@@ -179,9 +182,12 @@ export function titleFromMessage(text: string, maxChars = 60): string {
   return (head || title.slice(0, budget)) + '…';
 }
 
-/** Track the action waiting for confirmation and the agent's last words. */
+/** Track the action waiting for confirmation, the agent's last words, the sandbox. */
 function track(state: IConversationState, event: IEvent): IConversationState {
-  let { awaiting, lastMessage } = state;
+  let { awaiting, lastMessage, sandbox } = state;
+  if (event.kind === 'sandbox' && (!sandbox || sandbox.id <= event.id)) {
+    sandbox = event;
+  }
   if (event.confirmation === 'awaiting') {
     awaiting = event;
   } else if (event.kind === 'confirmation') {
@@ -199,10 +205,14 @@ function track(state: IConversationState, event: IEvent): IConversationState {
   } else if (event.kind === 'finish' && event.message) {
     lastMessage = event.message;
   }
-  if (awaiting === state.awaiting && lastMessage === state.lastMessage) {
+  if (
+    awaiting === state.awaiting &&
+    lastMessage === state.lastMessage &&
+    sandbox === state.sandbox
+  ) {
     return state;
   }
-  return { ...state, awaiting, lastMessage };
+  return { ...state, awaiting, lastMessage, sandbox };
 }
 
 /**
@@ -267,6 +277,31 @@ export function displayState(
     default:
       return agentState || (status ? status.toLowerCase() : 'unknown');
   }
+}
+
+/**
+ * The sandbox badge of a `sandbox` event: its class suffix, text and tooltip; null before
+ * the runtime said how the agent's tools are isolated.
+ */
+export function sandboxBadge(
+  sandbox: IEvent | null
+): { kind: string; text: string; title: string } | null {
+  if (!sandbox) {
+    return null;
+  }
+  if (!sandbox.confined) {
+    return {
+      kind: 'unconfined',
+      text: 'unconfined',
+      title: sandbox.message || "The agent's tools run unconfined."
+    };
+  }
+  const network = sandbox.network !== false;
+  return {
+    kind: network ? 'confined' : 'no-network',
+    text: network ? 'confined' : 'confined, no network',
+    title: sandbox.message || `Confined (${sandbox.mechanism})`
+  };
 }
 
 /** Whether the runtime is (or is getting) up, so Stop makes sense. */

@@ -377,6 +377,35 @@ const RENDERERS: Record<string, Renderer> = {
       `Runtime ${status}${message}`
     );
   },
+  sandbox: e => {
+    if (!e.confined) {
+      return row(
+        'jp-convo-error jp-convo-sandbox',
+        e,
+        label('Not confined'),
+        e.message || "the agent's tools run unconfined"
+      );
+    }
+    const network = e.network === false ? 'network off' : 'network on';
+    const lines = (e.mounts ?? []).map(
+      m =>
+        `${m.mode.padEnd(6)} ${m.path}${m.source ? ` (from ${m.source})` : ''}`
+    );
+    if (e.home) {
+      lines.push(`HOME   ${e.home}`);
+    }
+    const summary = `Sandbox: ${e.mechanism}, ${network}`;
+    if (!lines.length) {
+      return row('jp-convo-muted jp-convo-sandbox', e, summary);
+    }
+    const details = h(
+      'details',
+      '',
+      h('summary', '', summary),
+      pre(lines.join('\n'))
+    );
+    return row('jp-convo-muted jp-convo-sandbox', e, details);
+  },
   replay_step: e => {
     const verdict = String(e.verdict ?? '');
     const head = `Replay step ${e.step}: ${verdict} (recorded action ${e.recorded_event_id})`;

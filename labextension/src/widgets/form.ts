@@ -66,6 +66,10 @@ export class NewConversationForm extends Widget {
     this._confirm.type = 'checkbox';
     this._confirm.name = 'confirmation_mode';
 
+    this._noNetwork = document.createElement('input');
+    this._noNetwork.type = 'checkbox';
+    this._noNetwork.name = 'no_network';
+
     this._error = h('div', 'jp-convo-form-error');
     this._error.setAttribute('role', 'alert');
     this._start = h(
@@ -96,6 +100,12 @@ export class NewConversationForm extends Widget {
         this._confirm,
         ' Ask me to confirm risky actions'
       ),
+      h(
+        'label',
+        'jp-convo-check',
+        this._noNetwork,
+        ' No network for its commands and Python'
+      ),
       this._error,
       h('div', 'jp-convo-form-buttons', cancel, this._start)
     );
@@ -108,6 +118,7 @@ export class NewConversationForm extends Widget {
     this._model.value = defaults.model;
     this._sandbox.value = defaults.sandbox;
     this._confirm.checked = defaults.confirmationMode;
+    this._noNetwork.checked = false;
     this._workspace.value = '';
     this.setError('');
     this.setBusy(false);
@@ -149,6 +160,9 @@ export class NewConversationForm extends Widget {
     const workspace = this._workspace.value.trim();
     if (workspace) {
       body.workspace = workspace;
+    }
+    if (this._noNetwork.checked) {
+      body.network = false;
     }
     return body;
   }
@@ -228,6 +242,7 @@ export class NewConversationForm extends Widget {
   private _workspace: HTMLInputElement;
   private _sandbox: HTMLSelectElement;
   private _confirm: HTMLInputElement;
+  private _noNetwork: HTMLInputElement;
   private _error: HTMLElement;
   private _start: HTMLButtonElement;
 }

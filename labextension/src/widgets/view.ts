@@ -10,7 +10,7 @@ import { Widget } from '@lumino/widgets';
 
 import { ConversationModel, IStateChange } from '../models/conversation';
 import { formatMetrics } from '../models/format';
-import { displayState, isActive } from '../models/state';
+import { displayState, isActive, sandboxBadge } from '../models/state';
 import { IRenderContext, h, markAnswered, renderEvent } from '../render/events';
 import { IEvent } from '../types';
 import { convoIcon } from './icons';
@@ -53,6 +53,9 @@ export class ConversationView extends Widget {
 
     this._titleText = h('span', 'jp-convo-view-title-text', 'Conversation');
     this._badge = h('span', 'jp-convo-badge');
+    // Not a jp-convo-badge: that one is the conversation's state.
+    this._sandboxBadge = h('span', 'jp-convo-sandbox-badge');
+    this._sandboxBadge.hidden = true;
     this._meta = h('div', 'jp-convo-view-meta');
     this._connection = h('span', 'jp-convo-connection');
     this._actions = h('div', 'jp-convo-actions');
@@ -78,6 +81,7 @@ export class ConversationView extends Widget {
         'jp-convo-view-title',
         this._titleText,
         this._badge,
+        this._sandboxBadge,
         this._connection
       ),
       this._meta,
@@ -277,6 +281,13 @@ export class ConversationView extends Widget {
       : displayState(state.status, state.agentState);
     this._badge.className = `jp-convo-badge jp-convo-badge-${shown}`;
     this._badge.textContent = shown.replace(/_/g, ' ');
+    const sandbox = sandboxBadge(state.sandbox);
+    this._sandboxBadge.hidden = !sandbox;
+    if (sandbox) {
+      this._sandboxBadge.className = `jp-convo-sandbox-badge jp-convo-sandbox-${sandbox.kind}`;
+      this._sandboxBadge.textContent = sandbox.text;
+      this._sandboxBadge.title = sandbox.title;
+    }
     const parts = [
       formatMetrics(state.promptTokens, state.completionTokens, state.cost),
       state.model ?? ''
@@ -433,6 +444,7 @@ export class ConversationView extends Widget {
   private _onSend?: (id: string) => void;
   private _titleText: HTMLElement;
   private _badge: HTMLElement;
+  private _sandboxBadge: HTMLElement;
   private _meta: HTMLElement;
   private _connection: HTMLElement;
   private _actions: HTMLElement;
