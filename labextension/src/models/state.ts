@@ -1,11 +1,19 @@
 /**
- * A conversation's state folded from its events: the same fold the server keeps as
- * metadata (jupyter_convo/manager/metadata.py), continued from the metadata row, plus what
- * a view needs on top (the action waiting for confirmation, the last agent message).
+ * A conversation's state folded from its events: the TypeScript twin of the one Python
+ * fold (jupyter_convo/events/fold.py, which the server's metadata row and the kernel use),
+ * continued from the metadata row, plus what a view tracks on top (the action waiting for
+ * confirmation, the last agent message). Both folds are tested against the same fixtures
+ * (tests/fixtures/fold/*.json; src/__tests__/fold.spec.ts here).
  *
  * Pure functions over plain objects: `reduceEvent(state, event)` returns a new state.
  */
-import { IConversation, IEvent } from '../types';
+import {
+  EventOf,
+  IActionEvent,
+  IConversation,
+  IEvent,
+  isAction
+} from '../types';
 
 /** Runtime statuses (`status` events) as conversation statuses. */
 const STATUS_OF_RUNTIME: Record<string, string> = {
@@ -33,13 +41,15 @@ export interface IConversationState {
   promptTokens: number;
   completionTokens: number;
   cost: number;
+  /** LLM calls folded (since the metadata row the state continued from). */
+  llmCalls: number;
   updatedAt: string | null;
   /** The last event folded into the metadata fields (as the server's row counts it). */
   lastEventId: number;
   /** The highest event id seen (folded or not): where a reconnect resumes. */
   lastSeenId: number;
   /** The action waiting for the user's confirmation, if any. */
-  awaiting: IEvent | null;
+  awaiting: IActionEvent | null;
   /** The agent's last message (or finish message). */
   lastMessage: string | null;
   /** The conversation was deleted while being watched. */
@@ -58,6 +68,7 @@ export function emptyState(id: string): IConversationState {
     promptTokens: 0,
     completionTokens: 0,
     cost: 0,
+    llmCalls: 0,
     updatedAt: null,
     lastEventId: -1,
     lastSeenId: -1,
@@ -102,14 +113,15 @@ function fold(state: IConversationState, event: IEvent): IConversationState {
       next.promptTokens += event.prompt_tokens ?? 0;
       next.completionTokens += event.completion_tokens ?? 0;
       next.cost += event.cost ?? 0;
-      next.model = event.model ?? next.model;
+      next.model = event.model || next.model;
+      next.llmCalls += 1;
       break;
     case 'title':
-      next.title = event.title ?? next.title;
+      next.title = event.title || next.title;
       break;
     case 'message':
-      if (event.source === 'user' && !next.title && event.text) {
-        next.title = titleFromMessage(event.text);
+      if (event.source === 'user' && !next.title) {
+        next.title = titleFromMessage(event.text ?? '');
       }
       break;
     case 'status': {
@@ -139,7 +151,10 @@ function fold(state: IConversationState, event: IEvent): IConversationState {
   return next;
 }
 
-function foldAgentState(next: IConversationState, event: IEvent): void {
+function foldAgentState(
+  next: IConversationState,
+  event: EventOf<'agent_state'>
+): void {
   const state = String(event.state);
   next.agentState = state;
   if (state === 'error') {
@@ -182,7 +197,7 @@ export function titleFromMessage(text: string, maxChars = 60): string {
 /** Track the action waiting for confirmation and the agent's last words. */
 function track(state: IConversationState, event: IEvent): IConversationState {
   let { awaiting, lastMessage } = state;
-  if (event.confirmation === 'awaiting') {
+  if (isAction(event) && event.confirmation === 'awaiting') {
     awaiting = event;
   } else if (event.kind === 'confirmation') {
     if (awaiting && awaiting.id === event.cause) {

@@ -1,9 +1,8 @@
 /**
  * A conversation view (a main-area tab): header with state and metrics, actions, start
- * progress, the live event stream rendered like the notebook widget, the confirmation bar
- * and the message box. Buttons run the extension's commands with this conversation's id.
+ * progress, the live event stream (the same renderer as the notebook widget), the
+ * confirmation bar and the message box. Buttons run the extension's commands with this conversation's id.
  */
-import { ISanitizer } from '@jupyterlab/apputils';
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
@@ -11,7 +10,9 @@ import { Widget } from '@lumino/widgets';
 import { ConversationModel, IStateChange } from '../models/conversation';
 import { formatMetrics } from '../models/format';
 import { displayState, isActive } from '../models/state';
-import { IRenderContext, h, markAnswered, renderEvent } from '../render/events';
+import { IRenderContext } from '../render/context';
+import { h } from '../render/dom';
+import { EventList } from '../render/list';
 import { IEvent } from '../types';
 import { convoIcon } from './icons';
 
@@ -42,7 +43,7 @@ export class ConversationView extends Widget {
     super();
     this.model = options.model;
     this._commands = options.commands;
-    this._ctx = { sanitize: html => options.sanitizer.sanitize(html) };
+    this._events = new EventList(options.renderContext);
     this._onSend = options.onSend;
     this.id = `jp-convo-view-${this.model.id}`;
     this.addClass('jp-convo-view');
@@ -88,10 +89,12 @@ export class ConversationView extends Widget {
     this._start.setAttribute('role', 'status');
     this._earlier = this._button('Show earlier events', 'jp-convo-earlier');
     this._earlier.addEventListener('click', () => void this._loadEarlier());
-    this._rows = h('div', 'jp-convo-events');
-    this._rows.setAttribute('role', 'log');
-    this._rows.setAttribute('aria-live', 'polite');
-    this._scroll = h('div', 'jp-convo-scroll', this._earlier, this._rows);
+    this._scroll = h(
+      'div',
+      'jp-convo-scroll',
+      this._earlier,
+      this._events.node
+    );
 
     this._confirmText = h('span', 'jp-convo-confirm-text');
     const confirm = this._commandButton(
@@ -206,15 +209,7 @@ export class ConversationView extends Widget {
   // --- rendering ------------------------------------------------------------------------
 
   private _onEventsAdded(_: ConversationModel, events: IEvent[]): void {
-    const fragment = document.createDocumentFragment();
-    for (const event of events) {
-      const row = renderEvent(event, this._ctx);
-      if (row) {
-        fragment.appendChild(row);
-      }
-    }
-    this._rows.appendChild(fragment);
-    this._markAnswers(events);
+    this._events.append(events);
     if (this._stick) {
       this._scrollToEnd();
     }
@@ -222,44 +217,10 @@ export class ConversationView extends Widget {
   }
 
   private _onEarlierAdded(_: ConversationModel, events: IEvent[]): void {
-    const fragment = document.createDocumentFragment();
-    for (const event of events) {
-      const row = renderEvent(event, this._ctx);
-      if (row) {
-        fragment.appendChild(row);
-      }
-    }
     const before = this._scroll.scrollHeight;
-    this._rows.prepend(fragment);
-    this._markAnswers(events);
+    this._events.prepend(events);
     this._scroll.scrollTop += this._scroll.scrollHeight - before;
     this._earlier.hidden = !this.model.window.hasEarlier;
-  }
-
-  /** Answered actions stop saying they wait. */
-  private _markAnswers(events: IEvent[]): void {
-    for (const event of events) {
-      if (event.kind === 'confirmation' && event.cause !== null) {
-        const row = this._rows.querySelector<HTMLElement>(
-          `.jp-convo-row[data-event-id="${event.cause}"]`
-        );
-        if (row) {
-          markAnswered(row, Boolean(event.confirmed));
-        }
-      }
-    }
-    // Earlier rows may be answered by confirmations already shown.
-    for (const row of Array.from(
-      this._rows.querySelectorAll<HTMLElement>('.jp-convo-awaiting')
-    )) {
-      const answer = this.model.window.events.find(
-        e =>
-          e.kind === 'confirmation' && String(e.cause) === row.dataset.eventId
-      );
-      if (answer) {
-        markAnswered(row, Boolean(answer.confirmed));
-      }
-    }
   }
 
   private _onStateChanged(_: ConversationModel, change: IStateChange): void {
@@ -296,7 +257,7 @@ export class ConversationView extends Widget {
     if (awaiting) {
       this._confirmText.replaceChildren(
         h('b', '', `Action ${awaiting.id}`),
-        ` (${awaiting.kind}, risk ${awaiting.security_risk ?? 'unknown'}) waits for your confirmation`
+        ` (${awaiting.kind}, risk ${awaiting.security_risk}) waits for your confirmation`
       );
     }
     this._setEnabled(ViewCommands.stop, isActive(state) && !state.deleted);
@@ -429,7 +390,7 @@ export class ConversationView extends Widget {
   }
 
   private _commands: CommandRegistry;
-  private _ctx: IRenderContext;
+  private _events: EventList;
   private _onSend?: (id: string) => void;
   private _titleText: HTMLElement;
   private _badge: HTMLElement;
@@ -438,7 +399,6 @@ export class ConversationView extends Widget {
   private _actions: HTMLElement;
   private _start: HTMLElement;
   private _earlier: HTMLButtonElement;
-  private _rows: HTMLElement;
   private _scroll: HTMLElement;
   private _confirmBar: HTMLElement;
   private _confirmText: HTMLElement;
@@ -453,7 +413,8 @@ export namespace ConversationView {
   export interface IOptions {
     model: ConversationModel;
     commands: CommandRegistry;
-    sanitizer: ISanitizer;
+    /** How events render here: JupyterLab's sanitizer and rendermime (render/lab.ts). */
+    renderContext: IRenderContext;
     /** Called after a message was accepted (to watch the conversation again). */
     onSend?: (id: string) => void;
   }
