@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..client import ConvoClient, ConvoClientError
 from ..events.text import event_summary, transcript
-from .render import Transcript
 from .state import ConversationState
+from .transcript import Transcript
 
 if TYPE_CHECKING:
     import pandas

@@ -242,7 +242,7 @@ class ConvoMagics(Magics):
     live_view = Bool(
         True,
         config=True,
-        help="Show the live ipywidgets view (False: a text/HTML transcript instead).",
+        help="Show the live widget view (default True; False: a text/HTML transcript instead).",
     )
     kernel_confirmation = Bool(
         True, config=True, help="Confirmation mode by default with --kernel."

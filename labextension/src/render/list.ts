@@ -1,6 +1,6 @@
 /**
  * A list of event rows that grows at both ends: new events stream in at the end, earlier
- * ones are prepended on demand, and the oldest can be dropped to keep a long run light.
+ * ones are prepended on demand, and the oldest can be removed to keep a long run light.
  * Shared by the panel's conversation view and the notebook widget. An event is shown once
  * however often it arrives (a reconnect or a second batch repeats nothing), and an action
  * stops saying it waits as soon as its answer is known, whichever arrived first.
@@ -54,16 +54,17 @@ export class EventList {
     this._shown.clear();
   }
 
-  /** Drop the oldest rows so that at most `limit` stay; how many were dropped. */
-  trimTo(limit: number): number {
-    let dropped = 0;
-    while (this.node.childElementCount > Math.max(0, limit)) {
-      const first = this.node.firstElementChild as HTMLElement;
+  /** Remove the rows of events older than `id`; how many were removed. */
+  removeBefore(id: number): number {
+    let removed = 0;
+    let first = this.node.firstElementChild as HTMLElement | null;
+    while (first && Number(first.dataset.eventId) < id) {
       this._shown.delete(Number(first.dataset.eventId));
       first.remove();
-      dropped++;
+      removed++;
+      first = this.node.firstElementChild as HTMLElement | null;
     }
-    return dropped;
+    return removed;
   }
 
   private _render(events: Iterable<IEvent>): DocumentFragment {

@@ -1,0 +1,296 @@
+/**
+ * The notebook widget's view: header, start progress, event rows (the panel's renderer),
+ * "show earlier", confirmation bar, message box, Send and Stop. It only talks to its model
+ * (widget/protocol.ts), so it runs in any anywidget host, with no JupyterLab services.
+ */
+import { formatMetrics } from '../models/format';
+import { displayState } from '../models/state';
+import { IRenderContext } from '../render/context';
+import { h } from '../render/dom';
+import { EventList } from '../render/list';
+import {
+  FromKernel,
+  IEventsMessage,
+  IWidgetModel,
+  IWidgetState,
+  ToKernel
+} from './protocol';
+
+const START_STEPS = [
+  'WORKING',
+  'WAITING_FOR_SANDBOX',
+  'PREPARING_WORKSPACE',
+  'STARTING_CONVERSATION',
+  'READY'
+];
+const ENDED = new Set(['STOPPED', 'ERROR', 'ARCHIVED']);
+
+let views = 0;
+
+export class NotebookView {
+  constructor(
+    private readonly _model: IWidgetModel,
+    ctx: IRenderContext
+  ) {
+    this.token = `v${++views}-${Date.now().toString(36)}`;
+    this._events = new EventList(ctx);
+    this._limit = Math.max(1, this._model.get('max_rows') || 200);
+
+    this._title = h('span', 'jp-convo-view-title-text');
+    this._badge = h('span', 'jp-convo-badge');
+    this._meta = h('div', 'jp-convo-view-meta');
+    this._start = h('div', 'jp-convo-start');
+    this._start.setAttribute('role', 'status');
+    this._earlier = button('Show earlier events', 'jp-convo-earlier');
+    this._earlier.hidden = true;
+    this._earlier.addEventListener('click', () => this._askEarlier());
+    this._scroll = h(
+      'div',
+      'jp-convo-scroll',
+      this._earlier,
+      this._events.node
+    );
+    this._confirmText = h('span', 'jp-convo-confirm-text');
+    const confirm = button('Confirm', 'jp-convo-confirm-button jp-mod-accept');
+    confirm.addEventListener('click', () => this._act('confirm'));
+    const reject = button('Reject', 'jp-convo-reject-button jp-mod-warn');
+    reject.addEventListener('click', () => this._act('reject'));
+    this._confirmBar = h(
+      'div',
+      'jp-convo-confirm',
+      this._confirmText,
+      confirm,
+      reject
+    );
+    this._confirmBar.setAttribute('role', 'alert');
+    this._notice = h('div', 'jp-convo-notice');
+    this._notice.setAttribute('aria-live', 'polite');
+    this._input = document.createElement('textarea');
+    this._input.className = 'jp-convo-message';
+    this._input.rows = 2;
+    this._input.placeholder =
+      'Message the agent (Enter to send, Shift+Enter for a new line)';
+    this._input.setAttribute('aria-label', 'Message the agent');
+    this._input.addEventListener('keydown', event => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this._sendMessage();
+      }
+    });
+    this._send = button('Send', 'jp-convo-send jp-mod-accept');
+    this._send.addEventListener('click', () => this._sendMessage());
+    this._stop = button('Stop', 'jp-convo-stop jp-mod-warn');
+    this._stop.addEventListener('click', () => this._act('stop'));
+
+    this.node = h(
+      'div',
+      'jp-convo-view jp-convo-widget',
+      h(
+        'div',
+        'jp-convo-view-header',
+        h('div', 'jp-convo-view-title', this._title, this._badge),
+        this._meta
+      ),
+      this._start,
+      this._scroll,
+      this._confirmBar,
+      this._notice,
+      h('div', 'jp-convo-input', this._input, this._send, this._stop)
+    );
+
+    this._model.on('change:state', this._renderState);
+    this._model.on('change:notice', this._renderNotice);
+    this._model.on('msg:custom', this._onMessage);
+    this._renderState();
+    this._renderNotice();
+    this._post({ type: 'sync', view: this.token });
+  }
+
+  /** This view's name in the messages it sends. */
+  readonly token: string;
+  readonly node: HTMLElement;
+
+  /** The rows on screen. */
+  get events(): EventList {
+    return this._events;
+  }
+
+  /** Ids of the events this view holds (rows or not), oldest first. */
+  get received(): number[] {
+    return [...this._received];
+  }
+
+  /** Stop listening to the model (the output was cleared or re-rendered). */
+  dispose(): void {
+    this._model.off('change:state', this._renderState);
+    this._model.off('change:notice', this._renderNotice);
+    this._model.off('msg:custom', this._onMessage);
+  }
+
+  private _onMessage = (message: FromKernel): void => {
+    if (message.type === 'done') {
+      if (message.view === this.token) {
+        this._busy = false;
+        this._send.disabled = false;
+        if (message.action === 'send' && message.ok) {
+          this._input.value = '';
+        }
+      }
+      return;
+    }
+    if (message.view !== undefined && message.view !== this.token) {
+      return; // another view's window
+    }
+    this._applyEvents(message);
+  };
+
+  private _applyEvents(message: IEventsMessage): void {
+    const atEnd = this._atEnd();
+    const ids = message.events.map(event => event.id);
+    if (message.type === 'window') {
+      this._synced = true;
+      this._events.clear();
+      this._received = ids;
+      this._events.append(message.events);
+    } else if (message.type === 'earlier') {
+      const before = this._scroll.scrollHeight;
+      const first = this._received[0] ?? Infinity;
+      this._received = [...ids.filter(id => id < first), ...this._received];
+      this._events.prepend(message.events);
+      this._limit = Math.max(this._limit, this._received.length);
+      this._scroll.scrollTop += this._scroll.scrollHeight - before;
+    } else if (this._synced) {
+      const last = this._received[this._received.length - 1] ?? -Infinity;
+      if (message.gap) {
+        this._events.clear();
+        this._received = [];
+      }
+      this._received.push(...ids.filter(id => message.gap || id > last));
+      this._events.append(message.events);
+      if (this._received.length > this._limit) {
+        this._received = this._received.slice(-this._limit);
+        this._events.removeBefore(this._received[0]);
+      }
+    } else {
+      return; // the window this view asked for will hold these events
+    }
+    const hidden = Math.max(0, message.total - this._received.length);
+    this._earlier.hidden = hidden === 0;
+    this._earlier.textContent = `Show earlier events (${hidden} folded)`;
+    if (atEnd && message.type !== 'earlier') {
+      this._scroll.scrollTop = this._scroll.scrollHeight;
+    }
+  }
+
+  private _renderState = (): void => {
+    const state: IWidgetState = this._model.get('state');
+    const title = state.title || 'Conversation';
+    this._title.textContent = title;
+    const shown = displayState(state.status, state.agent_state);
+    this._badge.className = `jp-convo-badge jp-convo-badge-${shown}`;
+    this._badge.textContent = shown.replace(/_/g, ' ');
+    const metrics = state.metrics;
+    const calls = metrics.llm_calls;
+    this._meta.replaceChildren(
+      h('code', 'jp-convo-id', state.conversation_id.slice(0, 8)),
+      ` · ${formatMetrics(metrics.prompt_tokens, metrics.completion_tokens, metrics.cost)}`,
+      ` · ${calls} LLM call${calls === 1 ? '' : 's'}`
+    );
+    if (state.error && ENDED.has(state.status ?? '')) {
+      this._meta.appendChild(h('div', 'jp-convo-view-error', state.error));
+    }
+    this._renderStart(state);
+    const awaiting = state.awaiting;
+    this._confirmBar.hidden = !awaiting;
+    if (awaiting) {
+      this._confirmText.replaceChildren(
+        h('b', '', `Action ${awaiting.id}`),
+        ` (${awaiting.kind}, risk ${awaiting.security_risk}) waits for your confirmation`
+      );
+    }
+    this._stop.disabled = ENDED.has(state.status ?? '');
+  };
+
+  private _renderStart(state: IWidgetState): void {
+    const task = state.start_task;
+    if (state.start_error) {
+      this._start.hidden = false;
+      this._start.classList.add('jp-convo-start-failed');
+      this._start.textContent = `Could not start: ${state.start_error}`;
+    } else if (task && task.status !== 'READY') {
+      const step = Math.max(1, START_STEPS.indexOf(task.status) + 1);
+      this._start.hidden = false;
+      this._start.classList.remove('jp-convo-start-failed');
+      this._start.textContent = `Starting (${step}/${START_STEPS.length - 1}): ${task.status.replace(/_/g, ' ').toLowerCase()}…`;
+    } else {
+      this._start.hidden = true;
+    }
+  }
+
+  private _renderNotice = (): void => {
+    const notice = this._model.get('notice') ?? { text: '', error: false };
+    this._notice.textContent = notice.text;
+    this._notice.classList.toggle('jp-convo-notice-error', notice.error);
+  };
+
+  private _sendMessage(): void {
+    const text = this._input.value.trim();
+    if (!text || this._busy) {
+      return;
+    }
+    this._busy = true;
+    this._send.disabled = true;
+    this._post({ type: 'send', view: this.token, text });
+  }
+
+  private _act(action: 'confirm' | 'reject' | 'stop'): void {
+    this._post({ type: action, view: this.token });
+  }
+
+  private _askEarlier(): void {
+    const first = this._received[0];
+    if (first === undefined) {
+      return;
+    }
+    this._post({
+      type: 'earlier',
+      view: this.token,
+      before_id: first,
+      count: Math.max(1, this._model.get('max_rows') || 200)
+    });
+  }
+
+  private _atEnd(): boolean {
+    const node = this._scroll;
+    return node.scrollHeight - node.scrollTop - node.clientHeight < 40;
+  }
+
+  private _post(message: ToKernel): void {
+    this._model.send(message);
+  }
+
+  private _events: EventList;
+  private _limit: number;
+  /** Ids of the events received, oldest first: a contiguous tail of the kernel's list. */
+  private _received: number[] = [];
+  private _synced = false;
+  private _busy = false;
+  private _title: HTMLElement;
+  private _badge: HTMLElement;
+  private _meta: HTMLElement;
+  private _start: HTMLElement;
+  private _earlier: HTMLButtonElement;
+  private _scroll: HTMLElement;
+  private _confirmBar: HTMLElement;
+  private _confirmText: HTMLElement;
+  private _notice: HTMLElement;
+  private _input: HTMLTextAreaElement;
+  private _send: HTMLButtonElement;
+  private _stop: HTMLButtonElement;
+}
+
+function button(text: string, className: string): HTMLButtonElement {
+  const node = h('button', `jp-convo-button ${className}`, text);
+  (node as HTMLButtonElement).type = 'button';
+  return node as HTMLButtonElement;
+}
