@@ -247,7 +247,7 @@ class ConvoMagics(Magics):
     kernel_confirmation = Bool(
         True, config=True, help="Confirmation mode by default with --kernel."
     )
-    max_rows = Int(200, config=True, help="Event rows the live view shows before folding.")
+    max_rows = Int(200, config=True, help="Events the live view shows before folding (200).")
     start_timeout = Float(
         60.0, config=True, help="Seconds to wait for the server to accept a new conversation."
     )

@@ -6,6 +6,16 @@
 import { formatMetrics } from '../models/format';
 import { displayState } from '../models/state';
 import { IRenderContext } from '../render/context';
+import {
+  ConfirmBar,
+  button,
+  isSendKey,
+  messageBox,
+  noticeLine,
+  setNotice,
+  showStart,
+  startText
+} from '../render/controls';
 import { h } from '../render/dom';
 import { EventList } from '../render/list';
 import {
@@ -16,13 +26,6 @@ import {
   ToKernel
 } from './protocol';
 
-const START_STEPS = [
-  'WORKING',
-  'WAITING_FOR_SANDBOX',
-  'PREPARING_WORKSPACE',
-  'STARTING_CONVERSATION',
-  'READY'
-];
 const ENDED = new Set(['STOPPED', 'ERROR', 'ARCHIVED']);
 
 let views = 0;
@@ -50,29 +53,15 @@ export class NotebookView {
       this._earlier,
       this._events.node
     );
-    this._confirmText = h('span', 'jp-convo-confirm-text');
-    const confirm = button('Confirm', 'jp-convo-confirm-button jp-mod-accept');
+    const confirm = button('Confirm', '');
     confirm.addEventListener('click', () => this._act('confirm'));
-    const reject = button('Reject', 'jp-convo-reject-button jp-mod-warn');
+    const reject = button('Reject', '');
     reject.addEventListener('click', () => this._act('reject'));
-    this._confirmBar = h(
-      'div',
-      'jp-convo-confirm',
-      this._confirmText,
-      confirm,
-      reject
-    );
-    this._confirmBar.setAttribute('role', 'alert');
-    this._notice = h('div', 'jp-convo-notice');
-    this._notice.setAttribute('aria-live', 'polite');
-    this._input = document.createElement('textarea');
-    this._input.className = 'jp-convo-message';
-    this._input.rows = 2;
-    this._input.placeholder =
-      'Message the agent (Enter to send, Shift+Enter for a new line)';
-    this._input.setAttribute('aria-label', 'Message the agent');
+    this._confirmBar = new ConfirmBar(confirm, reject);
+    this._notice = noticeLine();
+    this._input = messageBox();
     this._input.addEventListener('keydown', event => {
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      if (isSendKey(event)) {
         event.preventDefault();
         this._sendMessage();
       }
@@ -93,7 +82,7 @@ export class NotebookView {
       ),
       this._start,
       this._scroll,
-      this._confirmBar,
+      this._confirmBar.node,
       this._notice,
       h('div', 'jp-convo-input', this._input, this._send, this._stop)
     );
@@ -199,38 +188,14 @@ export class NotebookView {
     if (state.error && ENDED.has(state.status ?? '')) {
       this._meta.appendChild(h('div', 'jp-convo-view-error', state.error));
     }
-    this._renderStart(state);
-    const awaiting = state.awaiting;
-    this._confirmBar.hidden = !awaiting;
-    if (awaiting) {
-      this._confirmText.replaceChildren(
-        h('b', '', `Action ${awaiting.id}`),
-        ` (${awaiting.kind}, risk ${awaiting.security_risk}) waits for your confirmation`
-      );
-    }
+    showStart(this._start, startText(state.start_task, state.start_error));
+    this._confirmBar.show(state.awaiting);
     this._stop.disabled = ENDED.has(state.status ?? '');
   };
 
-  private _renderStart(state: IWidgetState): void {
-    const task = state.start_task;
-    if (state.start_error) {
-      this._start.hidden = false;
-      this._start.classList.add('jp-convo-start-failed');
-      this._start.textContent = `Could not start: ${state.start_error}`;
-    } else if (task && task.status !== 'READY') {
-      const step = Math.max(1, START_STEPS.indexOf(task.status) + 1);
-      this._start.hidden = false;
-      this._start.classList.remove('jp-convo-start-failed');
-      this._start.textContent = `Starting (${step}/${START_STEPS.length - 1}): ${task.status.replace(/_/g, ' ').toLowerCase()}…`;
-    } else {
-      this._start.hidden = true;
-    }
-  }
-
   private _renderNotice = (): void => {
     const notice = this._model.get('notice') ?? { text: '', error: false };
-    this._notice.textContent = notice.text;
-    this._notice.classList.toggle('jp-convo-notice-error', notice.error);
+    setNotice(this._notice, notice.text, notice.error);
   };
 
   private _sendMessage(): void {
@@ -281,16 +246,9 @@ export class NotebookView {
   private _start: HTMLElement;
   private _earlier: HTMLButtonElement;
   private _scroll: HTMLElement;
-  private _confirmBar: HTMLElement;
-  private _confirmText: HTMLElement;
+  private _confirmBar: ConfirmBar;
   private _notice: HTMLElement;
   private _input: HTMLTextAreaElement;
   private _send: HTMLButtonElement;
   private _stop: HTMLButtonElement;
-}
-
-function button(text: string, className: string): HTMLButtonElement {
-  const node = h('button', `jp-convo-button ${className}`, text);
-  (node as HTMLButtonElement).type = 'button';
-  return node as HTMLButtonElement;
 }

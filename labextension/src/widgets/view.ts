@@ -11,6 +11,16 @@ import { ConversationModel, IStateChange } from '../models/conversation';
 import { formatMetrics } from '../models/format';
 import { displayState, isActive } from '../models/state';
 import { IRenderContext } from '../render/context';
+import {
+  ConfirmBar,
+  button,
+  isSendKey,
+  messageBox,
+  noticeLine,
+  setNotice,
+  showStart,
+  startText
+} from '../render/controls';
 import { h } from '../render/dom';
 import { EventList } from '../render/list';
 import { IEvent } from '../types';
@@ -29,14 +39,6 @@ export const ViewCommands = {
   confirm: 'convo:confirm',
   reject: 'convo:reject'
 } as const;
-
-const START_STEPS = [
-  'WORKING',
-  'WAITING_FOR_SANDBOX',
-  'PREPARING_WORKSPACE',
-  'STARTING_CONVERSATION',
-  'READY'
-];
 
 export class ConversationView extends Widget {
   constructor(options: ConversationView.IOptions) {
@@ -87,7 +89,7 @@ export class ConversationView extends Widget {
 
     this._start = h('div', 'jp-convo-start');
     this._start.setAttribute('role', 'status');
-    this._earlier = this._button('Show earlier events', 'jp-convo-earlier');
+    this._earlier = button('Show earlier events', 'jp-convo-earlier');
     this._earlier.addEventListener('click', () => void this._loadEarlier());
     this._scroll = h(
       'div',
@@ -96,35 +98,13 @@ export class ConversationView extends Widget {
       this._events.node
     );
 
-    this._confirmText = h('span', 'jp-convo-confirm-text');
-    const confirm = this._commandButton(
-      'Confirm',
-      ViewCommands.confirm,
-      'jp-convo-confirm-button jp-mod-accept'
+    this._confirmBar = new ConfirmBar(
+      this._commandButton('Confirm', ViewCommands.confirm, ''),
+      this._commandButton('Reject', ViewCommands.reject, '')
     );
-    const reject = this._commandButton(
-      'Reject',
-      ViewCommands.reject,
-      'jp-convo-reject-button jp-mod-warn'
-    );
-    this._confirmBar = h(
-      'div',
-      'jp-convo-confirm',
-      this._confirmText,
-      confirm,
-      reject
-    );
-    this._confirmBar.setAttribute('role', 'alert');
-
-    this._notice = h('div', 'jp-convo-notice');
-    this._notice.setAttribute('aria-live', 'polite');
-    this._input = document.createElement('textarea');
-    this._input.className = 'jp-convo-message jp-mod-styled';
-    this._input.rows = 2;
-    this._input.placeholder =
-      'Message the agent (Enter to send, Shift+Enter for a new line)';
-    this._input.setAttribute('aria-label', 'Message the agent');
-    this._send = this._button('Send', 'jp-convo-send jp-mod-accept');
+    this._notice = noticeLine();
+    this._input = messageBox();
+    this._send = button('Send', 'jp-convo-send jp-mod-accept');
     this._send.addEventListener('click', () => void this._sendMessage());
     const inputBar = h('div', 'jp-convo-input', this._input, this._send);
 
@@ -132,7 +112,7 @@ export class ConversationView extends Widget {
       header,
       this._start,
       this._scroll,
-      this._confirmBar,
+      this._confirmBar.node,
       this._notice,
       inputBar
     );
@@ -156,8 +136,7 @@ export class ConversationView extends Widget {
 
   /** Show a line under the events (errors of actions run from here). */
   showNotice(text: string, isError = false): void {
-    this._notice.textContent = text;
-    this._notice.classList.toggle('jp-convo-notice-error', isError);
+    setNotice(this._notice, text, isError);
   }
 
   protected onAfterAttach(msg: Message): void {
@@ -190,7 +169,7 @@ export class ConversationView extends Widget {
   handleEvent(event: Event): void {
     if (event.type === 'keydown') {
       const key = event as KeyboardEvent;
-      if (key.key === 'Enter' && !key.shiftKey && !key.isComposing) {
+      if (isSendKey(key)) {
         key.preventDefault();
         void this._sendMessage();
       }
@@ -253,13 +232,15 @@ export class ConversationView extends Widget {
       this._meta.appendChild(h('div', 'jp-convo-view-error', state.error));
     }
     const awaiting = state.awaiting;
-    this._confirmBar.hidden = !awaiting || state.deleted;
-    if (awaiting) {
-      this._confirmText.replaceChildren(
-        h('b', '', `Action ${awaiting.id}`),
-        ` (${awaiting.kind}, risk ${awaiting.security_risk}) waits for your confirmation`
-      );
-    }
+    this._confirmBar.show(
+      awaiting && !state.deleted
+        ? {
+            id: awaiting.id,
+            kind: awaiting.kind,
+            security_risk: awaiting.security_risk
+          }
+        : null
+    );
     this._setEnabled(ViewCommands.stop, isActive(state) && !state.deleted);
     this._setEnabled(
       ViewCommands.restart,
@@ -292,18 +273,7 @@ export class ConversationView extends Widget {
           : '';
     this._connection.title =
       connection === 'open' ? 'Receiving live events' : (model.problem ?? '');
-    const task = model.startTask;
-    if (task && task.status !== 'READY') {
-      const failed = task.status === 'ERROR';
-      const step = Math.max(1, START_STEPS.indexOf(task.status) + 1);
-      this._start.hidden = false;
-      this._start.classList.toggle('jp-convo-start-failed', failed);
-      this._start.textContent = failed
-        ? `Could not start: ${task.detail ?? 'unknown error'}`
-        : `Starting (${step}/${START_STEPS.length - 1}): ${task.status.replace(/_/g, ' ').toLowerCase()}…`;
-    } else {
-      this._start.hidden = true;
-    }
+    showStart(this._start, startText(model.startTask));
     if (model.problem && !model.state.deleted) {
       this.showNotice(model.problem, true);
     }
@@ -357,27 +327,17 @@ export class ConversationView extends Widget {
     this._scroll.scrollTop = this._scroll.scrollHeight;
   }
 
-  private _button(text: string, className: string): HTMLButtonElement {
-    const button = h(
-      'button',
-      `jp-convo-button ${className}`,
-      text
-    ) as HTMLButtonElement;
-    button.type = 'button';
-    return button;
-  }
-
   private _commandButton(
     label: string,
     command: string,
     className: string
   ): HTMLButtonElement {
-    const button = this._button(label, className);
-    button.dataset.command = command;
-    button.addEventListener('click', () => {
+    const node = button(label, className);
+    node.dataset.command = command;
+    node.addEventListener('click', () => {
       void this._commands.execute(command, { id: this.model.id });
     });
-    return button;
+    return node;
   }
 
   private _setEnabled(command: string, enabled: boolean): void {
@@ -400,8 +360,7 @@ export class ConversationView extends Widget {
   private _start: HTMLElement;
   private _earlier: HTMLButtonElement;
   private _scroll: HTMLElement;
-  private _confirmBar: HTMLElement;
-  private _confirmText: HTMLElement;
+  private _confirmBar: ConfirmBar;
   private _notice: HTMLElement;
   private _input: HTMLTextAreaElement;
   private _send: HTMLButtonElement;
