@@ -37,6 +37,16 @@ DEFAULT_MAX_ROWS = 200
 FALLBACK_ROWS = 500
 # A button pressed from Python (``click``) answers this view name.
 KERNEL_VIEW = "kernel"
+# Shown instead of the view in a checkout whose front end was never built.
+UNBUILT_ESM = """export default { render({ el }) {
+  el.textContent = "jupyter-convo: the widget front end is not built (jlpm build)";
+} };"""
+
+
+def _asset(name: str, missing: str) -> Path | str:
+    """A built front-end file, or ``missing`` (anywidget refuses a path that is absent)."""
+    path = STATIC / name
+    return path if path.is_file() else missing
 
 
 def widgets_available() -> bool:
@@ -51,8 +61,8 @@ def widgets_available() -> bool:
 class ConvoWidget(anywidget.AnyWidget):
     """The widget model: header state and settings synced; events go as messages."""
 
-    _esm = STATIC / "widget.js"
-    _css = STATIC / "widget.css"
+    _esm = _asset("widget.js", UNBUILT_ESM)
+    _css = _asset("widget.css", "")
     state = traitlets.Dict(help="Header: title, states, metrics, waiting action.").tag(sync=True)
     notice = traitlets.Dict(
         {"text": "", "error": False}, help="The line under the events (errors of buttons)."

@@ -10,6 +10,7 @@ import {
   IWidgetState,
   ToKernel
 } from '../widget/protocol';
+import { EventStore } from '../widget/store';
 import { NotebookView } from '../widget/view';
 import { standaloneRenderContext } from '../render/standalone';
 import { ev } from './fixtures';
@@ -74,11 +75,12 @@ const STATE: IWidgetState = {
 const message = (id: number): IEvent =>
   ev(id, 'message', { source: 'agent', text: `m${id}`, image_urls: [] });
 
-function setup(): { model: Model; view: NotebookView } {
+function setup(): { model: Model; store: EventStore; view: NotebookView } {
   const model = new Model(STATE);
-  const view = new NotebookView(model, standaloneRenderContext());
+  const store = new EventStore(model);
+  const view = new NotebookView(model, store, standaloneRenderContext());
   document.body.appendChild(view.node);
-  return { model, view };
+  return { model, store, view };
 }
 
 const button = (view: NotebookView, text: string) =>
@@ -88,8 +90,8 @@ const button = (view: NotebookView, text: string) =>
 
 describe('the notebook widget', () => {
   it('asks for its window and shows the header', () => {
-    const { model, view } = setup();
-    expect(model.sent).toEqual([{ type: 'sync', view: view.token }]);
+    const { model, store, view } = setup();
+    expect(model.sent).toEqual([{ type: 'sync', view: store.token }]);
     const text = view.node.textContent ?? '';
     expect(text).toContain('Plotting');
     expect(text).toContain('01234567');
@@ -100,22 +102,23 @@ describe('the notebook widget', () => {
     );
   });
 
-  it('takes its own window, then appends, and folds what is past max_rows', () => {
-    const { model, view } = setup();
+  it('shows streamed events at once and merges its window when it comes', () => {
+    const { model, store, view } = setup();
+    // The kernel is busy in a cell: the window waits, new events stream in.
     model.message({ type: 'append', events: [message(9)], total: 10 });
-    expect(view.events.rowCount).toBe(0); // not synced yet: the window holds it
+    expect(view.events.ids).toEqual([9]);
     model.message({
       type: 'window',
-      view: 'another-view',
+      view: 'another-store',
       events: [message(0)],
       total: 1
     });
-    expect(view.events.rowCount).toBe(0);
+    expect(view.events.ids).toEqual([9]);
     model.message({
       type: 'window',
-      view: view.token,
-      events: [7, 8, 9].map(message),
-      total: 10
+      view: store.token,
+      events: [7, 8].map(message),
+      total: 9
     });
     expect(view.events.ids).toEqual([7, 8, 9]);
     const earlier = view.node.querySelector('.jp-convo-earlier')!;
@@ -138,6 +141,12 @@ describe('the notebook widget', () => {
     });
     model.message({
       type: 'earlier',
+      view: 'another-view',
+      events: [1, 2].map(message),
+      total: 11
+    });
+    model.message({
+      type: 'earlier',
       view: view.token,
       events: [5, 6, 7].map(message),
       total: 11
@@ -153,6 +162,19 @@ describe('the notebook widget', () => {
     });
     expect(view.events.ids).toEqual([20, 21]);
     expect(earlier.textContent).toBe('Show earlier events (28 folded)');
+  });
+
+  it('gives a second view of the model what the first one got', () => {
+    const { model, store } = setup();
+    model.message({
+      type: 'append',
+      events: [1, 2, 3, 4].map(message),
+      total: 5
+    });
+    expect(store.events.map(event => event.id)).toEqual([2, 3, 4]); // max_rows
+    const second = new NotebookView(model, store, standaloneRenderContext());
+    expect(second.events.ids).toEqual([2, 3, 4]);
+    expect(model.sent.filter(m => m.type === 'sync')).toHaveLength(1);
   });
 
   it('sends a message, clears the box once the kernel took it', () => {
@@ -223,6 +245,8 @@ describe('the notebook widget', () => {
     const { model, view } = setup();
     view.dispose();
     model.setState({ title: 'Changed' });
+    model.message({ type: 'append', events: [message(1)], total: 2 });
     expect(view.node.textContent).not.toContain('Changed');
+    expect(view.events.rowCount).toBe(0);
   });
 });

@@ -9,7 +9,28 @@ import '../../style/widget.css';
 
 import { standaloneRenderContext } from '../render/standalone';
 import { IWidgetModel } from './protocol';
+import { EventStore } from './store';
 import { NotebookView } from './view';
+
+/** One store of received events per model, shared by the model's views. */
+const stores = new WeakMap<IWidgetModel, EventStore>();
+
+function storeOf(model: IWidgetModel): EventStore {
+  let store = stores.get(model);
+  if (!store) {
+    store = new EventStore(model);
+    stores.set(model, store);
+  }
+  return store;
+}
+
+function initialize({ model }: { model: IWidgetModel }): () => void {
+  const store = storeOf(model);
+  return () => {
+    store.dispose();
+    stores.delete(model);
+  };
+}
 
 function render({
   model,
@@ -18,9 +39,13 @@ function render({
   model: IWidgetModel;
   el: HTMLElement;
 }): () => void {
-  const view = new NotebookView(model, standaloneRenderContext());
+  const view = new NotebookView(
+    model,
+    storeOf(model),
+    standaloneRenderContext()
+  );
   el.appendChild(view.node);
   return () => view.dispose();
 }
 
-export default { render };
+export default { initialize, render };

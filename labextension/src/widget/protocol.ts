@@ -1,13 +1,14 @@
 /**
  * The messages between the notebook widget's Python side (jupyter_convo/kernel/widgets.py)
  * and its front end. Events never go through a synced trait (that would resend the whole
- * list on every change): each view asks for its window once, then gets new rows in batches.
+ * list on every change): the model's store (widget/store.ts) asks for its window once,
+ * then gets new events in batches; a view asks for earlier ones when the user wants them.
  *
  * Python -> front end:
- * - `window` (answer to `sync`): the last `max_rows` rows;
- * - `earlier` (answer to `earlier`): rows before the oldest one shown;
- * - `append`: new rows for every view; `gap` when the batch holds more rows than a view
- *   keeps (the view starts again from these);
+ * - `window` (answer to `sync`): the last `max_rows` events;
+ * - `earlier` (answer to `earlier`): events before the oldest one a view shows;
+ * - `append`: new events for every model; `gap` when the batch holds more events than a
+ *   view keeps (the views start again from these);
  * - `done`: a button's action ran (ok or not).
  * Every `events` message carries `total`: how many rows the conversation has so far.
  *
@@ -17,7 +18,7 @@ import { IEvent } from '../types';
 
 export interface IEventsMessage {
   type: 'window' | 'earlier' | 'append';
-  /** The view that asked (none for `append`, which every view takes). */
+  /** The store or view that asked (none for `append`, which every model takes). */
   view?: string;
   events: IEvent[];
   total: number;

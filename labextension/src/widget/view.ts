@@ -18,13 +18,8 @@ import {
 } from '../render/controls';
 import { h } from '../render/dom';
 import { EventList } from '../render/list';
-import {
-  FromKernel,
-  IEventsMessage,
-  IWidgetModel,
-  IWidgetState,
-  ToKernel
-} from './protocol';
+import { FromKernel, IWidgetModel, IWidgetState, ToKernel } from './protocol';
+import { EventStore, IStoreChange } from './store';
 
 const ENDED = new Set(['STOPPED', 'ERROR', 'ARCHIVED']);
 
@@ -33,6 +28,7 @@ let views = 0;
 export class NotebookView {
   constructor(
     private readonly _model: IWidgetModel,
+    private readonly _store: EventStore,
     ctx: IRenderContext
   ) {
     this.token = `v${++views}-${Date.now().toString(36)}`;
@@ -90,9 +86,10 @@ export class NotebookView {
     this._model.on('change:state', this._renderState);
     this._model.on('change:notice', this._renderNotice);
     this._model.on('msg:custom', this._onMessage);
+    this._disconnect = this._store.connect(this._onStoreChange);
     this._renderState();
     this._renderNotice();
-    this._post({ type: 'sync', view: this.token });
+    this._onStoreChange({ reset: true, events: this._store.events });
   }
 
   /** This view's name in the messages it sends. */
@@ -114,6 +111,7 @@ export class NotebookView {
     this._model.off('change:state', this._renderState);
     this._model.off('change:notice', this._renderNotice);
     this._model.off('msg:custom', this._onMessage);
+    this._disconnect();
   }
 
   private _onMessage = (message: FromKernel): void => {
@@ -127,48 +125,44 @@ export class NotebookView {
       }
       return;
     }
-    if (message.view !== undefined && message.view !== this.token) {
-      return; // another view's window
-    }
-    this._applyEvents(message);
-  };
-
-  private _applyEvents(message: IEventsMessage): void {
-    const atEnd = this._atEnd();
-    const ids = message.events.map(event => event.id);
-    if (message.type === 'window') {
-      this._synced = true;
-      this._events.clear();
-      this._received = ids;
-      this._events.append(message.events);
-    } else if (message.type === 'earlier') {
+    if (message.type === 'earlier' && message.view === this.token) {
       const before = this._scroll.scrollHeight;
       const first = this._received[0] ?? Infinity;
-      this._received = [...ids.filter(id => id < first), ...this._received];
-      this._events.prepend(message.events);
+      const older = message.events.filter(event => event.id < first);
+      this._received = [...older.map(event => event.id), ...this._received];
+      this._events.prepend(older);
       this._limit = Math.max(this._limit, this._received.length);
       this._scroll.scrollTop += this._scroll.scrollHeight - before;
-    } else if (this._synced) {
-      const last = this._received[this._received.length - 1] ?? -Infinity;
-      if (message.gap) {
-        this._events.clear();
-        this._received = [];
-      }
-      this._received.push(...ids.filter(id => message.gap || id > last));
-      this._events.append(message.events);
-      if (this._received.length > this._limit) {
-        this._received = this._received.slice(-this._limit);
-        this._events.removeBefore(this._received[0]);
-      }
-    } else {
-      return; // the window this view asked for will hold these events
+      this._showFolded();
     }
-    const hidden = Math.max(0, message.total - this._received.length);
-    this._earlier.hidden = hidden === 0;
-    this._earlier.textContent = `Show earlier events (${hidden} folded)`;
-    if (atEnd && message.type !== 'earlier') {
+  };
+
+  /** New events from the store: appended (folding the oldest past the limit), or all
+   * rows drawn again from the store's list. */
+  private _onStoreChange = (change: IStoreChange): void => {
+    const atEnd = this._atEnd();
+    if (change.reset) {
+      this._events.clear();
+      this._received = [];
+    }
+    const last = this._received[this._received.length - 1] ?? -Infinity;
+    const added = change.events.filter(event => event.id > last);
+    this._received.push(...added.map(event => event.id));
+    this._events.append(added);
+    if (this._received.length > this._limit) {
+      this._received = this._received.slice(-this._limit);
+      this._events.removeBefore(this._received[0]);
+    }
+    this._showFolded();
+    if (atEnd) {
       this._scroll.scrollTop = this._scroll.scrollHeight;
     }
+  };
+
+  private _showFolded(): void {
+    const hidden = Math.max(0, this._store.total - this._received.length);
+    this._earlier.hidden = hidden === 0;
+    this._earlier.textContent = `Show earlier events (${hidden} folded)`;
   }
 
   private _renderState = (): void => {
@@ -238,7 +232,7 @@ export class NotebookView {
   private _limit: number;
   /** Ids of the events received, oldest first: a contiguous tail of the kernel's list. */
   private _received: number[] = [];
-  private _synced = false;
+  private _disconnect: () => void;
   private _busy = false;
   private _title: HTMLElement;
   private _badge: HTMLElement;
