@@ -4,114 +4,91 @@
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
-import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import { ConvoAPI } from '../api';
 import { CommandIDs, IConvoContext } from '../tokens';
-import { forTarget } from './lifecycle';
+import { addTargetCommand } from './target';
 import { download, rootRelative, slug, unavailable } from './util';
 
 export function addShareCommands(ctx: IConvoContext): void {
   const { app, listModel, registry } = ctx;
   const { commands } = app;
-  const hasTarget = (args: ReadonlyPartialJSONObject) =>
-    ctx.targetId(args) !== null;
 
-  commands.addCommand(CommandIDs.exportZip, {
+  addTargetCommand(ctx, CommandIDs.exportZip, {
     label: 'Export Conversation',
     caption: 'Download the conversation (events, metadata) as a zip',
-    isEnabled: hasTarget,
-    execute: forTarget(ctx, async id => {
-      try {
-        const blob = await ConvoAPI.exportConversation(id);
-        download(blob, `${slug(ctx.titleOf(id))}.convo.zip`);
-      } catch (error) {
-        ctx.report(
-          'Could not export the conversation',
-          id,
-          unavailable(error, 'Export')
-        );
-      }
-    })
+    failure: 'Could not export the conversation',
+    explain: error => unavailable(error, 'Export'),
+    run: async id => {
+      const blob = await ConvoAPI.exportConversation(id);
+      download(blob, `${slug(ctx.titleOf(id))}.convo.zip`);
+    }
   });
-  commands.addCommand(CommandIDs.openWorkspace, {
+  addTargetCommand(ctx, CommandIDs.openWorkspace, {
     label: 'Open Conversation Workspace',
     caption: "Show the conversation's workspace in the file browser",
-    isEnabled: hasTarget,
-    execute: forTarget(ctx, async id => {
-      try {
-        const meta = await ConvoAPI.getConversation(id);
-        const path = rootRelative(meta.workspace);
-        if (path === null) {
-          await showDialog({
-            title: 'Workspace outside the file browser',
-            body: meta.workspace
-              ? `The workspace ${meta.workspace} is outside the Jupyter root, so the file browser cannot show it.`
-              : 'This conversation works in its own private folder (outside the Jupyter root). Choose a workspace folder when you start a conversation to see its files here.',
-            buttons: [Dialog.okButton()]
-          });
-          return;
-        }
-        await commands.execute('filebrowser:go-to-path', { path: path || '/' });
-        await commands.execute('filebrowser:activate');
-      } catch (error) {
-        ctx.report('Could not open the workspace', id, error);
+    failure: 'Could not open the workspace',
+    run: async id => {
+      const meta = await ConvoAPI.getConversation(id);
+      const path = rootRelative(meta.workspace);
+      if (path === null) {
+        await showDialog({
+          title: 'Workspace outside the file browser',
+          body: meta.workspace
+            ? `The workspace ${meta.workspace} is outside the Jupyter root, so the file browser cannot show it.`
+            : 'This conversation works in its own private folder (outside the Jupyter root). Choose a workspace folder when you start a conversation to see its files here.',
+          buttons: [Dialog.okButton()]
+        });
+        return;
       }
-    })
+      await commands.execute('filebrowser:go-to-path', { path: path || '/' });
+      await commands.execute('filebrowser:activate');
+    }
   });
-  commands.addCommand(CommandIDs.replay, {
+  addTargetCommand(ctx, CommandIDs.replay, {
     label: args =>
       args.mode === 'cassette'
         ? 'Replay Conversation (Recorded LLM Answers)'
         : 'Replay Conversation',
     caption:
       'Re-run every recorded step in a fresh runtime and mark each one reproduced or diverged',
-    isEnabled: hasTarget,
-    execute: forTarget(ctx, async (id, args) => {
-      const mode = args.mode === 'cassette' ? 'cassette' : 'actions';
-      try {
-        const task = await ConvoAPI.createConversation({
-          title: `Replay of ${ctx.titleOf(id)}`,
-          replay: { source_conversation_id: id, mode }
-        });
-        const replayId = task.conversation_id;
-        if (!replayId) {
-          throw new Error('the server did not name the replay');
+    failure: 'Could not replay the conversation',
+    run: async (id, args) => {
+      const task = await ConvoAPI.createConversation({
+        title: `Replay of ${ctx.titleOf(id)}`,
+        replay: {
+          source_conversation_id: id,
+          mode: args.mode === 'cassette' ? 'cassette' : 'actions'
         }
-        registry.watch(replayId, true);
-        ctx.openConversation(replayId).model.followStartTask(task);
-        void listModel.refresh();
-      } catch (error) {
-        ctx.report('Could not replay the conversation', id, error);
+      });
+      const replayId = task.conversation_id;
+      if (!replayId) {
+        throw new Error('the server did not name the replay');
       }
-    })
+      registry.watch(replayId, true);
+      ctx.openConversation(replayId).model.followStartTask(task);
+      void listModel.refresh();
+    }
   });
-  commands.addCommand(CommandIDs.openNotebook, {
+  addTargetCommand(ctx, CommandIDs.openNotebook, {
     label: 'Open Conversation as Notebook',
     caption:
       'Save the conversation as a notebook next to your files and open it',
-    isEnabled: hasTarget,
-    execute: forTarget(ctx, async id => {
-      try {
-        const content = await ConvoAPI.conversationNotebook(id);
-        const folder = ctx.fileBrowser?.model.path ?? '';
-        const path = PathExt.join(
-          folder,
-          `${slug(ctx.titleOf(id))}-${id.slice(0, 8)}.ipynb`
-        );
-        await app.serviceManager.contents.save(path, {
-          type: 'notebook',
-          format: 'json',
-          content
-        });
-        await commands.execute('docmanager:open', { path });
-      } catch (error) {
-        ctx.report(
-          'Could not open the conversation as a notebook',
-          id,
-          unavailable(error, 'Open as notebook')
-        );
-      }
-    })
+    failure: 'Could not open the conversation as a notebook',
+    explain: error => unavailable(error, 'Open as notebook'),
+    run: async id => {
+      const content = await ConvoAPI.conversationNotebook(id);
+      const folder = ctx.fileBrowser?.model.path ?? '';
+      const path = PathExt.join(
+        folder,
+        `${slug(ctx.titleOf(id))}-${id.slice(0, 8)}.ipynb`
+      );
+      await app.serviceManager.contents.save(path, {
+        type: 'notebook',
+        format: 'json',
+        content
+      });
+      await commands.execute('docmanager:open', { path });
+    }
   });
 }
