@@ -153,7 +153,7 @@ class Conversation:
 
     @property
     def status(self) -> str | None:
-        """The conversation status, or the runtime's latest status event."""
+        """The conversation status (STARTING, RUNNING, STOPPED, ERROR), as the server folds it."""
         return self._state.status
 
     @property
