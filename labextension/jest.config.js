@@ -18,7 +18,11 @@ const baseConfig = jestJupyterLab(__dirname);
 module.exports = {
   ...baseConfig,
   automock: false,
-  collectCoverageFrom: ['src/models/*.ts', 'src/render/*.ts'],
+  collectCoverageFrom: [
+    'src/models/*.ts',
+    'src/render/*.ts',
+    'src/widget/*.ts'
+  ],
   coverageReporters: ['lcov', 'text-summary'],
   reporters: ['default'],
   testRegex: 'src/.*/.*.spec.ts[x]?$',

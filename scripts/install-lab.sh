@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the main job (scripts/lab.sh) installs, and nothing else: jupyter-convo from this
-# checkout with its `lab` extra (JupyterLab, ipywidgets, and pandas and matplotlib, which the
+# checkout with its `lab` extra (JupyterLab, anywidget, and pandas and matplotlib, which the
 # example notebooks and Conversation.to_dataframe() use), into the environment of $PYTHON.
 # tests/fresh runs lab.sh, and so this very script, into a new virtual environment: what
 # lab.sh installs is what the fresh-machine test installs.

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema
 
 from jupyter_convo._version import __version__
 from jupyter_convo.events.inputs import UserInput
@@ -58,6 +59,16 @@ class Operation:
     websocket: bool = False
 
 
+class WireSchema(GenerateJsonSchema):
+    """Answers are whole model dumps: in serialization mode every field is always present,
+    so it is required (the generated TypeScript types then need no ``?`` on them)."""
+
+    def field_is_required(self, field: Any, total: bool) -> bool:
+        if self.mode == "serialization":
+            return not field.get("serialization_exclude")
+        return super().field_is_required(field, total)
+
+
 class Components:
     """Collects the models' JSON schemas under ``components/schemas``."""
 
@@ -71,11 +82,19 @@ class Components:
         return {"$ref": REF.format(model=name)}
 
     def model(self, model: type[BaseModel], mode: str = "serialization") -> Schema:
-        schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+        schema = model.model_json_schema(
+            ref_template=REF,
+            mode=mode,  # type: ignore[arg-type]
+            schema_generator=WireSchema,
+        )
         return self.add(model.__name__, schema)
 
     def adapter(self, name: str, adapter: TypeAdapter[Any], mode: str = "validation") -> Schema:
-        schema = adapter.json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+        schema = adapter.json_schema(
+            ref_template=REF,
+            mode=mode,  # type: ignore[arg-type]
+            schema_generator=WireSchema,
+        )
         return self.add(name, schema)
 
 

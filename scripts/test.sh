@@ -6,10 +6,13 @@
 # hostile input and security against a real `jupyter server` subprocess; ~6 min on 2 cores),
 # then the docker tier (real containers through podman's Docker-compatible API; needs root
 # on a fresh machine: scripts/setup-podman.sh installs podman and builds the images).
-# The UI tier builds the JupyterLab side panel (labextension/), lints it, runs its Jest tests,
-# and tests/ui drives it in Debian's Chromium (scripts/install-ui-deps.sh installs what it
-# needs: apt chromium, pip playwright; Node 20 and npm must exist). The install step also
-# installs bubblewrap (apt, scripts/install-bubblewrap.sh): the process sandbox's jail.
+# The UI tier builds the JupyterLab side panel and the notebook widget's front end
+# (labextension/), lints them (and fails when src/generated/api.ts drifts from
+# docs/openapi.yaml), runs their Jest tests, and tests/ui drives both in Debian's Chromium
+# (scripts/install-ui-deps.sh installs what it needs: apt chromium, pip playwright; Node 20
+# and npm must exist).
+# The install step also installs bubblewrap (apt, scripts/install-bubblewrap.sh): the process
+# sandbox's jail.
 # CONVO_SKIP_DOCKER=1 leaves the docker tier out, CONVO_SKIP_UI=1 the UI tier,
 # CONVO_SKIP_RELIABILITY=1 the reliability tier, CONVO_SKIP_FRESH=1 the fresh-machine tier
 # (each says so).

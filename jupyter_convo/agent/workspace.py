@@ -8,9 +8,9 @@ a bind mount, a FIFO or a device node), only a regular file that lives in the wo
 and nowhere else is served.
 
 Tools running outside any jail (the file editor) write through ``open_file``/``make_dirs``/
-``remove_file``: they reach a ``resolve``d path one component at a time without following any symlink, so
-a link swapped in after the check cannot lead out, and refuse regular files with other
-hard links (another name, possibly outside, for the same data).
+``remove_file``: they reach a ``resolve``d path one component at a time without following
+any symlink, so a link swapped in after the check cannot lead out, and refuse regular
+files with other hard links (another name, possibly outside, for the same data).
 """
 
 from __future__ import annotations
@@ -190,25 +190,6 @@ class Workspace:
         except OSError as exc:
             return f"unreadable: {exc.strerror or exc}"
 
-
-def _fd_path(fd: int) -> Path | None:
-    """Where an open file really is (Linux ``/proc/self/fd``), None where unknown."""
-    with contextlib.suppress(OSError):
-        return Path(os.readlink(f"/proc/self/fd/{fd}"))
-    return None
-
-
-def _mount_id(fd: int) -> str | None:
-    """The mount id of an open file (Linux ``/proc/self/fdinfo``), None where unknown."""
-    try:
-        with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("mnt_id:"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
-
     # --- link-safe access (for tools running outside any jail: the file editor) ------------
 
     def _parts(self, path: Path) -> tuple[str, ...]:
@@ -284,6 +265,25 @@ def _mount_id(fd: int) -> str | None:
     def relative_name(self, path: Path) -> str:
         """``path`` relative to the root, without resolving it again."""
         return path.relative_to(self.root).as_posix() or "."
+
+
+def _fd_path(fd: int) -> Path | None:
+    """Where an open file really is (Linux ``/proc/self/fd``), None where unknown."""
+    with contextlib.suppress(OSError):
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    return None
+
+
+def _mount_id(fd: int) -> str | None:
+    """The mount id of an open file (Linux ``/proc/self/fdinfo``), None where unknown."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("mnt_id:"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
 
 
 def _link_error(exc: OSError, name: str, dir_fd: int) -> Exception:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..client import ConvoClient, ConvoClientError
 from ..events.text import event_summary, transcript
-from .render import Transcript
 from .state import ConversationState
+from .transcript import Transcript
 
 if TYPE_CHECKING:
     import pandas
@@ -153,7 +153,7 @@ class Conversation:
 
     @property
     def status(self) -> str | None:
-        """The conversation status, or the runtime's latest status event."""
+        """The conversation status (STARTING, RUNNING, STOPPED, ERROR), as the server folds it."""
         return self._state.status
 
     @property
@@ -196,7 +196,7 @@ class Conversation:
                 "agent_state": self._state.agent_state,
                 "metrics": self._state.metrics.as_dict(),
                 "awaiting": dict(self._state.awaiting) if self._state.awaiting else None,
-                "sandbox": dict(self._state.sandbox) if self._state.sandbox else None,
+                "sandbox": dict(self._state.fold.sandbox) if self._state.fold.sandbox else None,
                 "start_task": dict(self.start_task) if self.start_task else None,
                 "settled": self._settled(),
                 "error": self.error,

@@ -264,7 +264,7 @@ class ConvoMagics(Magics):
     live_view = Bool(
         True,
         config=True,
-        help="Show the live ipywidgets view (False: a text/HTML transcript instead).",
+        help="Show the live widget view (default True; False: a text/HTML transcript instead).",
     )
     kernel_confirmation = Bool(
         True,
@@ -274,7 +274,7 @@ class ConvoMagics(Magics):
             "this kernel. Default: True."
         ),
     )
-    max_rows = Int(200, config=True, help="Event rows the live view shows before folding.")
+    max_rows = Int(200, config=True, help="Events the live view shows before folding (200).")
     start_timeout = Float(
         60.0, config=True, help="Seconds to wait for the server to accept a new conversation."
     )

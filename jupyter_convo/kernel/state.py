@@ -1,8 +1,11 @@
-"""What the kernel side knows about a conversation, folded from its events.
+"""What the kernel side knows about a conversation: the shared fold, plus when it settles.
 
-Pure bookkeeping, no I/O: the ``Conversation`` feeds it every event the server streams and
-asks it for the header (title, states, metrics) and for ``settled``: whether the agent is
-waiting for the user or done, with nothing the user sent still unanswered.
+Pure bookkeeping, no I/O: the ``Conversation`` feeds it every event the server streams. The
+header fields (title, states, metrics, error, the action waiting for confirmation, the
+agent's last words) come from ``events.fold.ConversationFold``, the fold the server and the
+side panel use too. On top, this module decides ``settled``: whether the agent is waiting
+for the user or done, with nothing the user sent still unanswered (what ``wait()`` waits
+for).
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .render import SETTLED_STATES
+from ..events.fold import ConversationFold
 
+# Agent states in which the agent waits for the user or is done.
+SETTLED_STATES = frozenset(
+    {"awaiting_user_input", "awaiting_user_confirmation", "finished", "error", "stopped", "paused"}
+)
 # Runtime statuses (``status`` events) and conversation statuses that end a run.
 SETTLED_STATUSES = frozenset({"STOPPED", "ERROR", "ARCHIVED"})
 
@@ -40,20 +47,9 @@ class Metrics:
 class ConversationState:
     """Folds events (wire dicts) into what a view and ``wait()`` need."""
 
-    title: str | None = None
-    status: str | None = None  # conversation status (metadata) or the last runtime status
-    agent_state: str | None = None
-    agent_reason: str = ""
-    metrics: Metrics = field(default_factory=Metrics)
-    last_id: int = -1
-    last_message: str | None = None
-    error: str | None = None
-    # The action waiting for the user's confirmation (its event), if any.
-    awaiting: dict[str, Any] | None = None
+    fold: ConversationFold = field(default_factory=ConversationFold)
     # A python action (id) whose output has not arrived yet.
     python_running: int | None = None
-    # The last ``sandbox`` event: how the agent's tools are isolated (badge).
-    sandbox: dict[str, Any] | None = None
     _settle_id: int = -2
     _unsettle_id: int = -1
     _min_settle_id: int = -1
@@ -61,6 +57,56 @@ class ConversationState:
     # Inputs the user sent that the log does not show yet: ("message", text) or
     # ("confirmation", action_id).
     pending: list[tuple[str, Any]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ folded fields
+
+    @property
+    def title(self) -> str | None:
+        return self.fold.title
+
+    @property
+    def status(self) -> str | None:
+        """The conversation status (STARTING, RUNNING, STOPPED, ERROR, ARCHIVED)."""
+        status = self.fold.status
+        return None if status is None else str(getattr(status, "value", status))
+
+    @property
+    def agent_state(self) -> str | None:
+        return self.fold.agent_state
+
+    @property
+    def agent_reason(self) -> str:
+        return self.fold.agent_reason
+
+    @property
+    def error(self) -> str | None:
+        return self.fold.error
+
+    @property
+    def awaiting(self) -> dict[str, Any] | None:
+        """The action waiting for the user's confirmation (its event), if any."""
+        return self.fold.awaiting
+
+    @property
+    def last_message(self) -> str | None:
+        return self.fold.last_message
+
+    @property
+    def last_id(self) -> int:
+        return self.fold.last_seen_id
+
+    @property
+    def metrics(self) -> Metrics:
+        fold = self.fold
+        return Metrics(
+            prompt_tokens=fold.prompt_tokens,
+            completion_tokens=fold.completion_tokens,
+            cost=fold.cost,
+            llm_calls=fold.llm_calls,
+            latency=fold.latency,
+        )
+
+    # ------------------------------------------------------------------ settling
 
     @property
     def settled(self) -> bool:
@@ -78,90 +124,57 @@ class ConversationState:
         self._min_settle_id = max(self._min_settle_id, event_id)
 
     def apply_metadata(self, metadata: Mapping[str, Any]) -> None:
-        """The server's record: title, status and, for a run that ended, a settle point."""
-        self.title = metadata.get("title") or self.title
-        self.status = metadata.get("status") or self.status
-        if metadata.get("agent_state") and self.agent_state is None:
-            self.agent_state = str(metadata["agent_state"])
+        """The server's record: title, status and, for a run that ended, a settle point.
+
+        The events themselves are still folded from the first one (the kernel loads the
+        whole history), so the fold's ``last_event_id`` is left alone.
+        """
+        fold = self.fold
+        fold.title = metadata.get("title") or fold.title
+        fold.status = metadata.get("status") or fold.status
+        if metadata.get("agent_state") and fold.agent_state is None:
+            fold.agent_state = str(metadata["agent_state"])
         if metadata.get("error"):
-            self.error = str(metadata["error"])
+            fold.error = str(metadata["error"])
         if self.status in SETTLED_STATUSES:
             self._settle_id = max(self._settle_id, int(metadata.get("last_event_id", -1)))
 
     def apply(self, event: Mapping[str, Any]) -> None:
         event_id = int(event.get("id", -1))
-        if event_id > self.last_id:
-            self.last_id = event_id
+        awaiting_before = self.fold.awaiting
+        self.fold.apply(event)
         kind = event.get("kind")
-        if kind == "llm_call":
-            self._count(event)
-        elif kind == "title":
-            self.title = str(event.get("title") or self.title)
-        elif kind == "agent_state":
-            self._agent_state(event, event_id)
+        if kind == "agent_state":
+            if event.get("state") in SETTLED_STATES:
+                self._settle_id = max(self._settle_id, event_id)
+            else:
+                self._unsettle_id = max(self._unsettle_id, event_id)
         elif kind == "status":
-            self._status(event, event_id)
-        elif kind == "sandbox":
-            self.sandbox = dict(event)
-        elif kind == "message":
-            self._message(event, event_id)
-        elif kind == "confirmation":
-            self._confirmation(event, event_id)
-        elif kind == "finish":
-            self.last_message = str(event.get("message") or self.last_message or "")
-        elif kind == "error" and event_id >= 0:
-            self.error = f"{event.get('code')}: {event.get('message', '')}"
-        self._track_actions(event, event_id)
-
-    def _count(self, event: Mapping[str, Any]) -> None:
-        self.metrics.prompt_tokens += int(event.get("prompt_tokens") or 0)
-        self.metrics.completion_tokens += int(event.get("completion_tokens") or 0)
-        self.metrics.cost += float(event.get("cost") or 0.0)
-        self.metrics.latency += float(event.get("latency") or 0.0)
-        self.metrics.llm_calls += 1
-
-    def _agent_state(self, event: Mapping[str, Any], event_id: int) -> None:
-        self.agent_state = str(event.get("state"))
-        self.agent_reason = str(event.get("reason") or "")
-        if self.agent_state in SETTLED_STATES:
-            self._settle_id = max(self._settle_id, event_id)
-        else:
-            self._unsettle_id = max(self._unsettle_id, event_id)
-        if self.agent_state != "awaiting_user_confirmation":
-            self.awaiting = None
-
-    def _status(self, event: Mapping[str, Any], event_id: int) -> None:
-        status = str(event.get("status"))
-        self.status = status
-        if status in SETTLED_STATUSES:
-            self._settle_id = max(self._settle_id, event_id)
-            if status == "ERROR" and event.get("message"):
-                self.error = str(event["message"])
-        elif status != "READY":
-            self._unsettle_id = max(self._unsettle_id, event_id)
-
-    def _message(self, event: Mapping[str, Any], event_id: int) -> None:
-        if event.get("source") == "user":
+            status = str(event.get("status"))
+            if status in SETTLED_STATUSES:
+                self._settle_id = max(self._settle_id, event_id)
+            elif status != "READY":
+                self._unsettle_id = max(self._unsettle_id, event_id)
+        elif kind == "message" and event.get("source") == "user":
             self._drop_pending(("message", event.get("text")))
             self._unsettle_id = max(self._unsettle_id, event_id)
-        else:
-            self.last_message = str(event.get("text", ""))
+        elif kind == "confirmation":
+            self._confirmation(event, event_id, awaiting_before)
+        self._track_python(event, event_id)
 
-    def _confirmation(self, event: Mapping[str, Any], event_id: int) -> None:
+    def _confirmation(
+        self, event: Mapping[str, Any], event_id: int, awaiting: Mapping[str, Any] | None
+    ) -> None:
         cause = event.get("cause")
         self._drop_pending(("confirmation", cause))
         self._unsettle_id = max(self._unsettle_id, event_id)
-        awaiting = self.awaiting
-        if awaiting is not None and awaiting.get("id") == cause:
-            if event.get("confirmed") and awaiting.get("kind") == "python":
-                self.python_running = cause  # the confirmed code runs now
-            self.awaiting = None
+        answered = awaiting is not None and awaiting.get("id") == cause
+        if answered and event.get("confirmed") and awaiting.get("kind") == "python":  # type: ignore[union-attr]
+            self.python_running = cause  # the confirmed code runs now
 
-    def _track_actions(self, event: Mapping[str, Any], event_id: int) -> None:
+    def _track_python(self, event: Mapping[str, Any], event_id: int) -> None:
         kind = event.get("kind")
-        if event.get("confirmation") == "awaiting":
-            self.awaiting = dict(event)
-        elif kind == "python":
+        if kind == "python" and event.get("confirmation") != "awaiting":
             self.python_running = event_id
         answered = event.get("cause") == self.python_running and kind != "confirmation"
         if self.python_running is not None and answered:

@@ -1,246 +1,187 @@
-"""``ConvoView``: the live ipywidgets view of a conversation, with its controls.
+"""``ConvoView``: the live notebook view of a conversation, an anywidget.
 
-Rows are HTML from ``render`` grouped into chunk widgets of ``CHUNK_ROWS`` rows, so a batch
-of events changes one or two widgets instead of adding hundreds; only the last ``max_rows``
-rows are on screen (and rendered) and older ones fold behind a "Show earlier events"
-button. Batches come from the ``Conversation`` (the client's loop thread); buttons call back
-on the kernel's main thread; a lock keeps both consistent.
+Its front end is ``static/widget.js``, built from the side panel's TypeScript renderer
+(``labextension/src/widget/``), so the notebook and the panel draw every event kind the
+same way. The Python side only syncs the header state (a ``state`` trait) and hands events
+to the front end in batches through custom messages (``widget/protocol.ts``): each
+rendered view asks for its window (the last ``max_rows`` events) once, then gets new
+events as they arrive, and earlier ones on demand, so a long history is never resent.
 
 Displayed, the view's bundle carries the widget and a static transcript (``text/html``,
-``text/plain``), so a notebook viewed without widgets (nbconvert, GitHub, plain IPython)
-still reads as the conversation. ``Conversation.wait()`` refreshes that transcript.
+``text/plain``; ``transcript.py``), so a notebook viewed without widgets (nbconvert,
+GitHub, plain IPython) still reads as the conversation. ``Conversation.wait()`` refreshes
+that transcript.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .render import STYLE, Transcript, event_html, has_row, header_html
+import anywidget
+import traitlets
+
+from .transcript import Transcript
 
 if TYPE_CHECKING:
-    import ipywidgets
     from IPython.display import DisplayHandle
 
     from .conversation import Conversation
 
-CHUNK_ROWS = 50
+STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_ROWS = 200
-# Rows of the static transcript saved with the notebook.
+# Events of the static transcript saved with the notebook.
 FALLBACK_ROWS = 500
-START_STEPS = (
-    "WORKING",
-    "WAITING_FOR_SANDBOX",
-    "PREPARING_WORKSPACE",
-    "STARTING_CONVERSATION",
-    "READY",
-)
-HIDDEN = "none"
+# A button pressed from Python (``click``) answers this view name.
+KERNEL_VIEW = "kernel"
+# Shown instead of the view in a checkout whose front end was never built.
+UNBUILT_ESM = """export default { render({ el }) {
+  el.textContent = "jupyter-convo: the widget front end is not built (jlpm build)";
+} };"""
+
+
+def _asset(name: str, missing: str) -> Path | str:
+    """A built front-end file, or ``missing`` (anywidget refuses a path that is absent)."""
+    path = STATIC / name
+    return path if path.is_file() else missing
 
 
 def widgets_available() -> bool:
+    """Whether the live view can show: anywidget installed and the front end built."""
     try:
-        import ipywidgets  # noqa: F401
+        import anywidget  # noqa: F401
     except ImportError:
         return False
-    return True
+    return (STATIC / "widget.js").is_file()
+
+
+class ConvoWidget(anywidget.AnyWidget):
+    """The widget model: header state and settings synced; events go as messages."""
+
+    _esm = _asset("widget.js", UNBUILT_ESM)
+    _css = _asset("widget.css", "")
+    state = traitlets.Dict(help="Header: title, states, metrics, waiting action.").tag(sync=True)
+    notice = traitlets.Dict(
+        {"text": "", "error": False}, help="The line under the events (errors of buttons)."
+    ).tag(sync=True)
+    max_rows = traitlets.Int(
+        DEFAULT_MAX_ROWS, help="Events shown before older ones fold (default 200)."
+    ).tag(sync=True)
 
 
 class ConvoView:
     """A live view: header, start progress, event rows, confirm bar, message box, buttons."""
 
     def __init__(
-        self,
-        conversation: Conversation,
-        *,
-        after_id: int = -1,
-        max_rows: int | None = None,
-        chunk_rows: int = CHUNK_ROWS,
+        self, conversation: Conversation, *, after_id: int = -1, max_rows: int | None = None
     ) -> None:
-        import ipywidgets as w
-
         self.conversation = conversation
         self.after_id = after_id
         self.max_rows = max(1, max_rows or DEFAULT_MAX_ROWS)
-        self.chunk_rows = max(1, chunk_rows)
         self._lock = threading.RLock()
-        # Events that get a row, and their HTML once rendered: rows are rendered when they
-        # first come on screen, so a long folded history costs nothing until unfolded.
-        self._rows: list[dict[str, Any]] = []
-        self._row_html: dict[int, str] = {}
-        self._row_ids: list[int] = []
-        self._chunk_widgets: dict[int, ipywidgets.HTML] = {}
-        self._visible_rows = self.max_rows
+        # The logged events this view shows (after ``after_id``), in id order.
+        self._events: list[dict[str, Any]] = []
+        self._ids: list[int] = []
         self._handle: DisplayHandle | None = None
         self._settled = False
-
-        self.header = w.HTML()
-        self.progress = w.IntProgress(
-            value=0, min=0, max=len(START_STEPS), description="Starting", bar_style="info"
-        )
-        self.progress_label = w.HTML()
-        self.progress_box = w.HBox([self.progress, self.progress_label])
-        self.earlier_button = w.Button(description="Show earlier events", icon="angle-up")
-        self.earlier_button.layout.display = HIDDEN
-        self.log_box = w.VBox(layout=w.Layout(max_height="600px", overflow="auto"))
-        self.confirm_label = w.HTML()
-        self.confirm_button = w.Button(description="Confirm", button_style="success", icon="check")
-        self.reject_button = w.Button(description="Reject", button_style="warning", icon="times")
-        self.confirm_box = w.HBox([self.confirm_label, self.confirm_button, self.reject_button])
-        self.confirm_box.layout.display = HIDDEN
-        self.input = w.Textarea(
-            placeholder="Message the agent", layout=w.Layout(width="70%", height="3.2em")
-        )
-        self.send_button = w.Button(description="Send", button_style="primary", icon="paper-plane")
-        self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop")
-        self.notice = w.HTML()
-        self.widget = w.VBox(
-            [
-                w.HTML(STYLE),
-                self.header,
-                self.progress_box,
-                self.earlier_button,
-                self.log_box,
-                self.confirm_box,
-                w.HBox([self.input, self.send_button, self.stop_button]),
-                self.notice,
-            ],
-            layout=w.Layout(border="1px solid #d0d7de", padding="4px"),
-        )
+        self.widget = ConvoWidget(max_rows=self.max_rows)
         self.widget.add_class("convo-view")
-
-        self.send_button.on_click(lambda _: self._act(self._send))
-        self.stop_button.on_click(lambda _: self._act(self.conversation.stop))
-        self.confirm_button.on_click(lambda _: self._act(self.conversation.confirm))
-        self.reject_button.on_click(lambda _: self._act(self.conversation.reject))
-        self.earlier_button.on_click(lambda _: self.show_earlier())
+        self.widget.on_msg(self._on_message)
         self._refresh_header()
         conversation.add_listener(self.on_batch)
 
     # ------------------------------------------------------------------ state for tests/users
 
     @property
-    def row_count(self) -> int:
-        """Events rendered as rows (on screen or folded)."""
-        with self._lock:
-            return len(self._rows)
+    def state(self) -> dict[str, Any]:
+        """The header state the front end shows."""
+        return dict(self.widget.state)
 
     @property
-    def row_ids(self) -> list[int]:
-        with self._lock:
-            return list(self._row_ids)
+    def notice(self) -> str:
+        """The notice line under the events ('' when none)."""
+        return str(self.widget.notice.get("text", ""))
 
     @property
-    def visible_row_count(self) -> int:
+    def event_ids(self) -> list[int]:
+        """Ids of the events this view shows (folded or not)."""
         with self._lock:
-            return min(len(self._rows), self._visible_start_chunk_rows())
+            return list(self._ids)
 
-    def html(self) -> str:
-        """The HTML of the rows on screen (what the chunk widgets hold)."""
+    def window(self, before_id: int | None = None, count: int | None = None) -> dict[str, Any]:
+        """What a front end gets: ``count`` events before ``before_id`` (default: the last
+        ``max_rows``) and ``total``, the number of events so far."""
         with self._lock:
-            return "".join(widget.value for widget in self.log_box.children)
+            end = len(self._ids) if before_id is None else bisect.bisect_left(self._ids, before_id)
+            start = max(0, end - (count or self.max_rows))
+            return {"events": self._events[start:end], "total": len(self._events)}
 
     # ------------------------------------------------------------------ batches (loop thread)
 
     def on_batch(self, batch: list[dict[str, Any]]) -> None:
-        """Render new events and refresh the header and controls."""
+        """Pass new events to the front ends and refresh the header and controls."""
         with self._lock:
-            added = False
+            new: list[dict[str, Any]] = []
             for event in batch:
                 event_id = int(event.get("id", -1))
                 if event_id < 0:
-                    self.notice.value = event_html(event)  # a refused input, not logged
+                    if event.get("kind") == "error":  # a refused input, not logged
+                        self._set_notice(f"{event.get('code')}: {event.get('message', '')}")
                     continue
-                if event_id <= self.after_id or not has_row(event):
+                last = self._ids[-1] if self._ids else self.after_id
+                if event_id <= last:
                     continue
-                self._rows.append(event)
-                self._row_ids.append(event_id)
-                added = True
-            if added:
-                self._render_tail()
+                self._events.append(event)
+                self._ids.append(event_id)
+                new.append(event)
+            if new:
+                gap = len(new) > self.max_rows
+                self.widget.send(
+                    {
+                        "type": "append",
+                        "events": new[-self.max_rows :] if gap else new,
+                        "total": len(self._events),
+                        "gap": gap,
+                    }
+                )
             self._refresh_header()
-
-    def _first_visible_chunk(self) -> int:
-        last_chunk = (len(self._rows) - 1) // self.chunk_rows
-        chunks_shown = -(-self._visible_rows // self.chunk_rows)
-        return max(0, last_chunk - chunks_shown + 1)
-
-    def _visible_start_chunk_rows(self) -> int:
-        return len(self._rows) - self._first_visible_chunk() * self.chunk_rows
-
-    def _row(self, index: int) -> str:
-        html = self._row_html.get(index)
-        if html is None:
-            html = self._row_html[index] = event_html(self._rows[index])
-        return html
-
-    def _chunk_html(self, index: int) -> str:
-        start = index * self.chunk_rows
-        end = min(start + self.chunk_rows, len(self._rows))
-        return "".join(self._row(i) for i in range(start, end))
-
-    def _render_tail(self) -> None:
-        """Update the chunks that changed; fold chunks that left the window."""
-        import ipywidgets as w
-
-        first = self._first_visible_chunk()
-        last = (len(self._rows) - 1) // self.chunk_rows
-        previous_last = max(self._chunk_widgets, default=-1)
-        for index in range(max(first, min(previous_last, last)), last + 1):
-            html = self._chunk_html(index)
-            widget = self._chunk_widgets.get(index)
-            if widget is None:
-                self._chunk_widgets[index] = w.HTML(html)
-            elif widget.value != html:
-                widget.value = html
-        self._arrange(first, last)
-
-    def _arrange(self, first: int, last: int) -> None:
-        import ipywidgets as w
-
-        for index in [i for i in self._chunk_widgets if i < first]:
-            self._chunk_widgets.pop(index).close()
-        for index in range(first, last + 1):
-            if index not in self._chunk_widgets:
-                self._chunk_widgets[index] = w.HTML(self._chunk_html(index))
-        children = tuple(self._chunk_widgets[i] for i in range(first, last + 1))
-        if children != self.log_box.children:
-            self.log_box.children = children
-        hidden = first * self.chunk_rows
-        if hidden:
-            self.earlier_button.description = f"Show earlier events ({hidden} folded)"
-            self.earlier_button.layout.display = None
-        else:
-            self.earlier_button.layout.display = HIDDEN
-
-    def show_earlier(self) -> None:
-        """Unfold ``max_rows`` more of the older rows."""
-        with self._lock:
-            self._visible_rows += self.max_rows
-            if self._rows:
-                self._arrange(self._first_visible_chunk(), (len(self._rows) - 1) // self.chunk_rows)
 
     def _refresh_header(self) -> None:
         snap = self.conversation.snapshot()
-        self.header.value = header_html(
-            conversation_id=snap["conversation_id"],
-            title=snap["title"],
-            state=snap["agent_state"] or snap["status"],
-            metrics=snap["metrics"],
-            sandbox=snap["sandbox"],
-        )
-        self._refresh_progress(snap["start_task"], snap["error"])
+        task = snap["start_task"]
         awaiting = snap["awaiting"]
-        if awaiting is not None:
-            self.confirm_label.value = (
-                f"<b>Action {awaiting.get('id')}</b> ({awaiting.get('kind')}, risk "
-                f"{awaiting.get('security_risk', 'unknown')}) waits for your confirmation"
-            )
-            self.confirm_box.layout.display = None
-        else:
-            self.confirm_box.layout.display = HIDDEN
-        self.stop_button.disabled = snap["status"] in ("STOPPED", "ERROR", "ARCHIVED")
+        sandbox = snap["sandbox"]
+        metrics = snap["metrics"]
+        self.widget.state = {
+            "conversation_id": snap["conversation_id"],
+            "title": snap["title"],
+            "status": snap["status"],
+            "agent_state": snap["agent_state"],
+            "error": snap["error"],
+            "metrics": {
+                name: metrics[name]
+                for name in ("prompt_tokens", "completion_tokens", "cost", "llm_calls")
+            },
+            "awaiting": None
+            if awaiting is None
+            else {
+                "id": awaiting.get("id"),
+                "kind": awaiting.get("kind"),
+                "security_risk": awaiting.get("security_risk", "unknown"),
+            },
+            "start_task": None
+            if task is None
+            else {"status": task.get("status"), "detail": task.get("detail")},
+            "start_error": snap["error"] if task and task.get("status") == "ERROR" else None,
+            "sandbox": None
+            if sandbox is None
+            else {
+                name: sandbox.get(name) for name in ("mechanism", "confined", "network", "message")
+            },
+        }
         settled = bool(snap["settled"])
         if settled and not self._settled:
             # The agent paused for the user: bring the saved transcript up to date, so the
@@ -248,53 +189,51 @@ class ConvoView:
             self.refresh_display()
         self._settled = settled
 
-    def _refresh_progress(self, task: Mapping[str, Any] | None, error: str | None) -> None:
-        if task is None or task.get("status") == "READY":
-            self.progress_box.layout.display = HIDDEN
-            return
-        status = str(task.get("status"))
-        self.progress_box.layout.display = None
-        if status == "ERROR":
-            self.progress.bar_style = "danger"
-            self.progress.description = "Failed"
-            self.progress_label.value = f"<b>could not start</b>: {error or task.get('detail')}"
-            return
-        step = START_STEPS.index(status) + 1 if status in START_STEPS else 1
-        self.progress.value = step
-        self.progress_label.value = status.replace("_", " ").lower()
+    # ------------------------------------------------------------------ messages (main thread)
 
-    # ------------------------------------------------------------------ controls (main thread)
+    def _on_message(self, _widget: Any, content: Mapping[str, Any], _buffers: Any) -> None:
+        kind = content.get("type")
+        view = str(content.get("view", ""))
+        if kind == "sync":
+            self._reply(view, "window", self.window())
+        elif kind == "earlier":
+            before = int(content.get("before_id", 0))
+            count = int(content.get("count") or self.max_rows)
+            self._reply(view, "earlier", self.window(before, count))
+        elif kind in ("send", "confirm", "reject", "stop"):
+            ok = self._act(str(kind), str(content.get("text", "")))
+            self.widget.send({"type": "done", "view": view, "action": kind, "ok": ok})
 
-    def _send(self) -> None:
-        text = self.input.value.strip()
-        if not text:
-            raise ValueError("type a message first")
-        self.conversation.send(text)
-        self.input.value = ""
+    def _reply(self, view: str, kind: str, window: dict[str, Any]) -> None:
+        with self._lock:  # ordered with the batches' appends
+            self.widget.send({"type": kind, "view": view, **window})
 
-    def _act(self, action: Callable[[], object]) -> None:
+    def _act(self, action: str, text: str) -> bool:
         """Run a button's action; a failure shows as a notice, never as a traceback."""
         try:
-            action()
+            if action == "send":
+                if not text.strip():
+                    raise ValueError("type a message first")
+                self.conversation.send(text)
+            elif action == "confirm":
+                self.conversation.confirm()
+            elif action == "reject":
+                self.conversation.reject()
+            else:
+                self.conversation.stop()
         except Exception as exc:
-            with self._lock:
-                self.notice.value = (
-                    f'<span style="color:#cf222e">{type(exc).__name__}: {exc}</span>'
-                )
-        else:
-            with self._lock:
-                self.notice.value = ""
+            self._set_notice(f"{type(exc).__name__}: {exc}")
+            return False
+        self._set_notice("", error=False)
+        return True
 
-    def click(self, name: str) -> None:
-        """Press a button by name (send, stop, confirm, reject, earlier), as a user would."""
-        buttons = {
-            "send": self.send_button,
-            "stop": self.stop_button,
-            "confirm": self.confirm_button,
-            "reject": self.reject_button,
-            "earlier": self.earlier_button,
-        }
-        buttons[name].click()
+    def _set_notice(self, text: str, *, error: bool = True) -> None:
+        with self._lock:
+            self.widget.notice = {"text": text, "error": error and bool(text)}
+
+    def click(self, name: str, text: str = "") -> None:
+        """Press a button (send, stop, confirm, reject) as the front end does."""
+        self._on_message(self.widget, {"type": name, "view": KERNEL_VIEW, "text": text}, [])
 
     # ------------------------------------------------------------------ display
 
@@ -302,12 +241,16 @@ class ConvoView:
         """The events this view shows, as a static transcript (the saved fallback)."""
         return self.conversation.static(after_id=self.after_id, max_rows=FALLBACK_ROWS)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle: dict[str, Any] = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The widget, plus the static transcript for places without widgets."""
+        rendered = self.widget._repr_mimebundle_(**kwargs)
+        data, metadata = rendered if isinstance(rendered, tuple) else (rendered or {}, {})
         static = self.transcript()
-        bundle["text/html"] = static._repr_html_()
-        bundle["text/plain"] = static.text()
-        return bundle
+        return {
+            **data,
+            "text/html": static._repr_html_(),
+            "text/plain": static.text(),
+        }, dict(metadata)
 
     def display(self) -> None:
         from IPython.display import display
@@ -320,19 +263,9 @@ class ConvoView:
             self._handle.update(self)  # a terminal would print the whole view again
 
     def close(self) -> None:
-        """Stop updating and close the widgets."""
+        """Stop updating and close the widget."""
         self.conversation.remove_listener(self.on_batch)
-        with self._lock:
-            for widget in self._chunk_widgets.values():
-                widget.close()
-            self._chunk_widgets.clear()
-            self._close_tree(self.widget)
-
-    @staticmethod
-    def _close_tree(widget: Any) -> None:
-        for child in getattr(widget, "children", ()):
-            ConvoView._close_tree(child)
-        widget.close()
+        self.widget.close()
 
 
 def _in_kernel() -> bool:

@@ -1,17 +1,25 @@
-"""The live view's widget state after real scripted runs: rows, plot, confirm bar, buttons.
+"""The live notebook view (an anywidget) after real scripted runs: state, event batches,
+buttons.
 
-Widgets are real ipywidgets objects (without a front-end their comms are inert); the view
-is fed by the real event stream of a real server, runtime and agent.
+The widget is a real anywidget fed by the real event stream of a real server, runtime and
+agent. Its front end (a browser) cannot run in this tier, so the widget's comm is
+``FrontEnd``: it records the messages the kernel sends, as the browser would receive them.
+The browser itself draws these messages in tests/ui/test_ui_quickstart.py, and Jest tests
+the front-end module (labextension/src/__tests__/widget.spec.ts).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import comm
+import pytest
+from comm import DummyComm
 
 from jupyter_convo.kernel.conversation import Conversation
 from jupyter_convo.kernel.magics import ConvoMagics
-from jupyter_convo.kernel.render import has_row
-from jupyter_convo.kernel.widgets import HIDDEN, ConvoView
+from jupyter_convo.kernel.widgets import ConvoView
 from jupyter_convo.testing import ScriptedLLM, reply, tool_call
 
 WAIT = 90.0
@@ -26,6 +34,33 @@ print("plotted")
 """
 
 
+class FrontEnd(DummyComm):
+    """The browser's side of a widget comm: keeps what the kernel sends it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.messages: list[dict[str, Any]] = []
+        super().__init__(*args, **kwargs)
+
+    def publish_msg(self, msg_type: str, data: Any = None, *args: Any, **kwargs: Any) -> None:
+        if msg_type == "comm_msg" and data and data.get("method") == "custom":
+            self.messages.append(data["content"])
+
+
+@pytest.fixture(autouse=True)
+def front_end(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(comm, "create_comm", FrontEnd)
+    yield
+
+
+def sent(view: ConvoView, kind: str | None = None) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = view.widget.comm.messages
+    return [m for m in messages if kind is None or m["type"] == kind]
+
+
+def appended_ids(view: ConvoView) -> list[int]:
+    return [e["id"] for m in sent(view, "append") for e in m["events"]]
+
+
 def start(shell: Any, line: str) -> tuple[Conversation, ConvoView]:
     result = shell.run_cell(f"conv = %convo {line}")
     assert result.success, result.error_in_exec
@@ -34,11 +69,7 @@ def start(shell: Any, line: str) -> tuple[Conversation, ConvoView]:
     return conversation, view
 
 
-def rows_expected(conversation: Conversation) -> list[int]:
-    return [e["id"] for e in conversation.events if has_row(e)]
-
-
-def test_view_renders_the_run_with_its_plot(
+def test_view_streams_the_run_with_its_plot(
     shell: Any, magics: ConvoMagics, kernel_llm: ScriptedLLM, task_text: str
 ) -> None:
     kernel_llm.add_script(
@@ -50,23 +81,28 @@ def test_view_renders_the_run_with_its_plot(
         match=task_text,
     )
     conv, view = start(shell, f'start "{task_text}" --title "Plotting"')
-    assert view.progress_box.layout.display is None  # start progress shows at first
+    assert view.state["start_task"] is not None  # start progress shows at first
 
     assert conv.wait(WAIT) == "awaiting_user_input"
+    conv.sync_views()
 
-    assert view.row_ids == rows_expected(conv)
-    assert view.row_count == len(view.row_ids) >= 6
-    html = view.html()
-    assert '<img alt="plot" src="data:image/png;base64,' in html
-    assert "plotted" in html
-    assert "<strong>the plot</strong>" in html  # agent messages are Markdown
-    assert "<details><summary>Thought</summary>" in html  # thoughts folded
-    assert "Plotting" in view.header.value and "awaiting user input" in view.header.value
-    assert "2 LLM calls" not in view.header.value and "3 LLM calls" in view.header.value
-    assert view.progress_box.layout.display == HIDDEN  # READY: progress gone
-    assert view.confirm_box.layout.display == HIDDEN
+    # Every logged event reached the front end once, in order, in a few batches.
+    ids = [e["id"] for e in conv.events]
+    assert appended_ids(view) == ids == view.event_ids
+    assert len(sent(view, "append")) < len(ids)
+    outputs = [e for e in conv.events if e["kind"] == "python_output"]
+    assert outputs and any("image/png" in b for b in outputs[0]["display_data"])
+    state = view.state
+    assert state["title"] == "Plotting" and state["agent_state"] == "awaiting_user_input"
+    assert state["metrics"]["llm_calls"] == 3 and state["metrics"]["prompt_tokens"] > 0
+    assert state["start_task"]["status"] == "READY" and state["awaiting"] is None
+    # A view rendered now asks for its window and gets the last events.
+    view.widget._handle_custom_msg({"type": "sync", "view": "v1"}, [])
+    (window,) = sent(view, "window")
+    assert window["view"] == "v1" and window["total"] == len(ids)
+    assert [e["id"] for e in window["events"]] == ids[-view.max_rows :]
     # The saved form of the output: a transcript with the same plot, not a blank widget.
-    bundle = view._repr_mimebundle_()
+    bundle, _ = view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert "data:image/png;base64," in bundle["text/html"]
     assert "Here is **the plot**." in bundle["text/plain"]
@@ -88,12 +124,16 @@ def test_confirm_and_reject_buttons_steer_the_agent(
     assert conv.wait(WAIT) == "awaiting_user_confirmation"
     first = conv.pending_action
     assert first is not None and first["command"] == "echo first-risky"
-    assert view.confirm_box.layout.display is None
-    assert f"Action {first['id']}" in view.confirm_label.value
-    assert "Waiting for your confirmation" in view.html()
+    assert view.state["awaiting"] == {"id": first["id"], "kind": "command", "security_risk": "high"}
 
     view.click("confirm")
-    assert view.notice.value == ""
+    assert sent(view, "done")[-1] == {
+        "type": "done",
+        "view": "kernel",
+        "action": "confirm",
+        "ok": True,
+    }
+    assert view.notice == ""
     assert conv.wait(WAIT) == "awaiting_user_confirmation"
     second = conv.pending_action
     assert second is not None and second["command"] == "echo second-risky"
@@ -102,18 +142,19 @@ def test_confirm_and_reject_buttons_steer_the_agent(
 
     view.click("reject")
     assert conv.wait(WAIT) == "awaiting_user_input"
-    assert view.confirm_box.layout.display == HIDDEN
+    conv.sync_views()
+    assert view.state["awaiting"] is None
     assert conv.last_message == "Ran the first, skipped the second."
     answers = [(e["cause"], e["confirmed"]) for e in conv.events if e["kind"] == "confirmation"]
     assert answers == [(first["id"], True), (second["id"], False)]
     outputs = [e["output"] for e in conv.events if e["kind"] == "command_output"]
     assert not any("second-risky" in out for out in outputs)
-    assert view.row_ids == rows_expected(conv)
-    assert f"Rejected action {second['id']}" in view.html()
+    assert appended_ids(view) == [e["id"] for e in conv.events]
 
     # Nothing left to confirm: the button says so in the view instead of raising.
     view.click("confirm")
-    assert "no action is waiting for confirmation" in view.notice.value
+    assert "no action is waiting for confirmation" in view.notice
+    assert sent(view, "done")[-1]["ok"] is False
 
 
 def test_send_box_stop_button_and_folded_history(
@@ -131,39 +172,38 @@ def test_send_box_stop_button_and_folded_history(
     conv, view = start(shell, f'start "{task_text}"')
     assert conv.wait(WAIT) == "awaiting_user_input"
     conv.sync_views()
+    assert view.max_rows == view.widget.max_rows == 4
 
-    total = view.row_count
+    ids = [e["id"] for e in conv.events]
+    total = len(ids)
     assert total > 8
-    assert view.chunk_rows == 50 and view.visible_row_count == total  # one chunk: all shown
+    window = view.window()
+    assert [e["id"] for e in window["events"]] == ids[-4:] and window["total"] == total
+    earlier = view.window(before_id=ids[-4], count=4)
+    assert [e["id"] for e in earlier["events"]] == ids[-8:-4]
 
-    small = conv.view(max_rows=3)  # a second view with small chunks to see the folding
-    small_chunks = ConvoView(conv, max_rows=3, chunk_rows=3)
+    # A view made after the history: it arrives as one batch, more than the view keeps,
+    # so the front end gets only the last rows and starts over from them.
+    late = ConvoView(conv, max_rows=3)
     conv.sync_views()
-    assert small.row_count == small_chunks.row_count == total
-    assert small_chunks.visible_row_count < total
-    assert small_chunks.earlier_button.layout.display is None
-    assert "folded" in small_chunks.earlier_button.description
-    first_row = f'data-event-id="{small_chunks.row_ids[0]}"'
-    assert first_row not in small_chunks.html()  # folded rows are not even rendered yet
-    small_chunks.click("earlier")
-    assert small_chunks.visible_row_count > 3
-    while small_chunks.earlier_button.layout.display != HIDDEN:
-        small_chunks.click("earlier")
-    assert small_chunks.visible_row_count == total
-    assert small_chunks.html().count("data-event-id=") == total
-    assert first_row in small_chunks.html()
+    (batch,) = sent(late, "append")
+    assert batch["gap"] is True and batch["total"] == total
+    assert [e["id"] for e in batch["events"]] == ids[-3:]
+    late.close()
 
     view.click("send")  # empty box: a notice, no request
-    assert "type a message first" in view.notice.value
-    view.input.value = "one more question"
-    view.click("send")
-    assert view.input.value == "" and view.notice.value == ""
+    assert "type a message first" in view.notice
+    view.click("send", "one more question")
+    assert view.notice == "" and sent(view, "done")[-1]["ok"] is True
     assert conv.wait(WAIT) == "awaiting_user_input"
+    conv.sync_views()
     assert conv.last_message == "answered from the box"
-    assert "one more question" in view.html()
+    (question,) = [e for e in conv.events if e.get("text") == "one more question"]
+    assert question["id"] in view.event_ids
+    assert question in view.window(count=10)["events"]
 
     view.click("stop")
     assert conv.wait(WAIT) in ("stopped", "awaiting_user_input")
     conv.sync_views()
     assert conv.status == "STOPPED"
-    assert view.stop_button.disabled
+    assert view.state["status"] == "STOPPED"  # the front end disables Stop

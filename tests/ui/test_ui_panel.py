@@ -100,6 +100,9 @@ def test_drive_a_conversation_from_the_panel(
     ui.send(cid, "Now make the table and the notes")
     output = ui.rows(cid, "python_output")
     expect(output.locator("td")).to_have_text("revenue-cell", timeout=RUN_TIMEOUT)
+    # Through JupyterLab's own renderers (rendermime), as a notebook output would be.
+    rich = output.locator('.jp-convo-mime[data-mime-type="text/html"] .jp-RenderedHTML')
+    expect(rich.locator("td")).to_have_text("revenue-cell")
     expect(output).to_contain_text("42")
     expect(ui.rows(cid, "file_edit_result").locator(".jp-convo-diff-add").last).to_have_text(
         "+revenue is up", timeout=RUN_TIMEOUT

@@ -1,7 +1,8 @@
 """The quickstart notebook run in a real JupyterLab: the live view shows the agent's events.
 
 JupyterLab opens ``notebooks/quickstart.ipynb`` (the folder copied into its root) and
-runs every cell; the ipywidgets live view renders the conversation as it streams. The
+runs every cell; the live view (an anywidget whose front end is the side panel's renderer,
+jupyter_convo/kernel/static/widget.js) renders the conversation as it streams. The
 kernel finds the server by itself (its runtime dir); the agent's answers come from the
 notebook's script (``notebooks/demo_llm/quickstart.json``). A screenshot is written
 to ``test-output/ui/quickstart.png``.
@@ -52,13 +53,15 @@ def test_quickstart_shows_the_live_view(
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
     # The first view (the start cell): header, then the agent's rows as they arrive.
-    views = notebook.locator(".jp-OutputArea-output .convo-view.widget-vbox")
+    views = notebook.locator(".jp-OutputArea-output .convo-view .jp-convo-widget")
     expect(views.first).to_be_visible(timeout=RUN_TIMEOUT)
     first = views.first
     expect(first).to_contain_text("Quickstart: Fibonacci", timeout=RUN_TIMEOUT)
     command_rows = first.locator("[data-event-id]").filter(has_text="python hello.py")
     expect(command_rows.first).to_be_visible(timeout=RUN_TIMEOUT)
-    expect(first.locator(".convo-diff-add").first).to_be_visible()  # the file edit's diff
+    expect(first.locator(".jp-convo-diff-add").first).to_be_visible()  # the file edit's diff
+    expect(first.locator(".jp-convo-badge")).to_be_visible()
+    expect(first.locator(".jp-convo-markdown").first).to_be_visible()  # agent text: Markdown
     expect(first).to_contain_text("0 1 1 2 3 5 8 13 21 34")
     expect(first.locator("button", has_text="Send")).to_be_visible()
     expect(first.locator("button", has_text="Stop")).to_be_visible()

@@ -9,7 +9,7 @@ let clock = Date.parse('2025-03-01T12:00:00Z');
 export function ev(
   id: number,
   kind: string,
-  fields: Partial<IEvent> = {}
+  fields: Record<string, unknown> = {}
 ): IEvent {
   clock += 1000;
   return {
@@ -19,7 +19,7 @@ export function ev(
     kind,
     cause: null,
     ...fields
-  };
+  } as IEvent;
 }
 
 export function conversation(

@@ -8,7 +8,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { ConvoAPI } from '../api';
 import { APIError, eventsSocketUrl } from '../handler';
-import { IEvent, IStartTask } from '../types';
+import { EventOf, IEvent, IStartTask } from '../types';
 import {
   IEventWindow,
   appendEvents,
@@ -127,7 +127,7 @@ export class ConversationModel implements IDisposable {
       this._window = fromNewestPage(page);
       const known = {
         ...stateFromMetadata(meta),
-        sandbox: sandbox.items[0] ?? null
+        sandbox: sandbox.items.find(isSandbox) ?? null
       };
       this._setState(reduceEvents(known, this._window.events));
       this._eventsAdded.emit(this._window.events);
@@ -422,4 +422,8 @@ export namespace ConversationModel {
     /** Events per page of history. */
     pageSize?: number;
   }
+}
+
+function isSandbox(event: IEvent): event is EventOf<'sandbox'> {
+  return event.kind === 'sandbox';
 }

@@ -1,11 +1,19 @@
 /**
- * A conversation's state folded from its events: the same fold the server keeps as
- * metadata (jupyter_convo/manager/metadata.py), continued from the metadata row, plus what
- * a view needs on top (the action waiting for confirmation, the last agent message).
+ * A conversation's state folded from its events: the TypeScript twin of the one Python
+ * fold (jupyter_convo/events/fold.py, which the server's metadata row and the kernel use),
+ * continued from the metadata row, plus what a view tracks on top (the action waiting for
+ * confirmation, the last agent message). Both folds are tested against the same fixtures
+ * (tests/fixtures/fold/*.json; src/__tests__/fold.spec.ts here).
  *
  * Pure functions over plain objects: `reduceEvent(state, event)` returns a new state.
  */
-import { IConversation, IEvent } from '../types';
+import {
+  EventOf,
+  IActionEvent,
+  IConversation,
+  IEvent,
+  isAction
+} from '../types';
 
 /** Runtime statuses (`status` events) as conversation statuses. */
 const STATUS_OF_RUNTIME: Record<string, string> = {
@@ -33,19 +41,21 @@ export interface IConversationState {
   promptTokens: number;
   completionTokens: number;
   cost: number;
+  /** LLM calls folded (since the metadata row the state continued from). */
+  llmCalls: number;
   updatedAt: string | null;
   /** The last event folded into the metadata fields (as the server's row counts it). */
   lastEventId: number;
   /** The highest event id seen (folded or not): where a reconnect resumes. */
   lastSeenId: number;
   /** The action waiting for the user's confirmation, if any. */
-  awaiting: IEvent | null;
+  awaiting: IActionEvent | null;
   /** The agent's last message (or finish message). */
   lastMessage: string | null;
   /** The conversation was deleted while being watched. */
   deleted: boolean;
   /** The last `sandbox` event: how the agent's tools are isolated (null: not said yet). */
-  sandbox: IEvent | null;
+  sandbox: EventOf<'sandbox'> | null;
 }
 
 /** A conversation nothing is known about yet. */
@@ -60,6 +70,7 @@ export function emptyState(id: string): IConversationState {
     promptTokens: 0,
     completionTokens: 0,
     cost: 0,
+    llmCalls: 0,
     updatedAt: null,
     lastEventId: -1,
     lastSeenId: -1,
@@ -105,14 +116,15 @@ function fold(state: IConversationState, event: IEvent): IConversationState {
       next.promptTokens += event.prompt_tokens ?? 0;
       next.completionTokens += event.completion_tokens ?? 0;
       next.cost += event.cost ?? 0;
-      next.model = event.model ?? next.model;
+      next.model = event.model || next.model;
+      next.llmCalls += 1;
       break;
     case 'title':
-      next.title = event.title ?? next.title;
+      next.title = event.title || next.title;
       break;
     case 'message':
-      if (event.source === 'user' && !next.title && event.text) {
-        next.title = titleFromMessage(event.text);
+      if (event.source === 'user' && !next.title) {
+        next.title = titleFromMessage(event.text ?? '');
       }
       break;
     case 'status': {
@@ -134,7 +146,9 @@ function fold(state: IConversationState, event: IEvent): IConversationState {
       const code = String(event.code ?? '');
       next.error = describeError(code, event.message);
       if (FATAL_ERROR_CODES.has(code)) {
+        // The loop is gone: no agent runs on until a restart.
         next.status = 'ERROR';
+        next.agentState = 'error';
       }
       break;
     }
@@ -142,7 +156,10 @@ function fold(state: IConversationState, event: IEvent): IConversationState {
   return next;
 }
 
-function foldAgentState(next: IConversationState, event: IEvent): void {
+function foldAgentState(
+  next: IConversationState,
+  event: EventOf<'agent_state'>
+): void {
   const state = String(event.state);
   next.agentState = state;
   if (state === 'error') {
@@ -188,7 +205,7 @@ function track(state: IConversationState, event: IEvent): IConversationState {
   if (event.kind === 'sandbox' && (!sandbox || sandbox.id <= event.id)) {
     sandbox = event;
   }
-  if (event.confirmation === 'awaiting') {
+  if (isAction(event) && event.confirmation === 'awaiting') {
     awaiting = event;
   } else if (event.kind === 'confirmation') {
     if (awaiting && awaiting.id === event.cause) {
@@ -279,12 +296,18 @@ export function displayState(
   }
 }
 
+/** What the sandbox badge reads from a `sandbox` event. */
+export type SandboxSummary = Pick<
+  EventOf<'sandbox'>,
+  'mechanism' | 'confined' | 'network' | 'message'
+>;
+
 /**
  * The sandbox badge of a `sandbox` event: its class suffix, text and tooltip; null before
  * the runtime said how the agent's tools are isolated.
  */
 export function sandboxBadge(
-  sandbox: IEvent | null
+  sandbox: SandboxSummary | null
 ): { kind: string; text: string; title: string } | null {
   if (!sandbox) {
     return null;

@@ -1,23 +1,33 @@
 /**
- * Events as DOM rows, with the notebook widget's semantics (jupyter_convo/kernel/render.py):
- * agent text is Markdown with raw HTML escaped; tool output is plain text (ANSI stripped,
- * long outputs folded); only the agent's Python rich outputs keep HTML (sanitized) or
- * images; diffs are coloured; actions waiting for confirmation say so.
+ * Events as DOM rows: the one renderer of the side panel and the notebook widget. Adding
+ * an event kind to the schema (events/schema.py) makes the generated types grow, and this
+ * file stops compiling until `RENDERERS` has the new kind: that is the whole front-end
+ * side of a new kind.
  *
- * Text goes into the DOM as text nodes; only Markdown and rich HTML outputs go through
- * `innerHTML`, and always through the sanitizer first.
+ * Semantics: agent text is Markdown with raw HTML escaped; tool output is plain text (ANSI
+ * stripped, long outputs folded); only the agent's Python rich outputs keep HTML (through
+ * the host's rendermime, or sanitized) or images; diffs are coloured; actions waiting for
+ * confirmation say so.
  */
-import { IEvent, IPythonError, MimeBundle } from '../types';
-import { markdownToHTML } from './markdown';
-import { imageSource, mimeText, preferredMime } from './mime';
+import { EventKind, EventOf, IActionEvent, IEvent } from '../types';
+import { IRenderContext } from './context';
 import {
-  DIFF_OPEN_LINES,
-  FOLD_LINES,
-  clip,
-  lineCount,
-  outputLineCount,
-  stripAnsi
-} from './text';
+  Child,
+  code,
+  diffBlock,
+  foldable,
+  h,
+  italic,
+  label,
+  markdown,
+  pre,
+  textBlock
+} from './dom';
+import { mimeBlock } from './mime';
+import { lineCount } from './text';
+
+export { IRenderContext } from './context';
+export { h } from './dom';
 
 /** Agent states worth a row of their own; the others only move the badge. */
 export const NOTABLE_STATES = new Set([
@@ -27,144 +37,10 @@ export const NOTABLE_STATES = new Set([
   'paused',
   'rate_limited'
 ]);
+
 /** Kinds that never get a row: they feed the header (metrics, title). */
-export const HEADER_ONLY_KINDS = new Set(['llm_call', 'title']);
-
-/** What rendering needs from JupyterLab: its HTML sanitizer. */
-export interface IRenderContext {
-  sanitize(html: string): string;
-}
-
-type Child = Node | string | null | undefined | false;
-
-/** A DOM element with classes and children (strings become text nodes). */
-export function h(
-  tag: string,
-  className: string = '',
-  ...children: Child[]
-): HTMLElement {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  for (const child of children) {
-    if (child === null || child === undefined || child === false) {
-      continue;
-    }
-    node.appendChild(
-      typeof child === 'string' ? document.createTextNode(child) : child
-    );
-  }
-  return node;
-}
-
-function markdown(text: string, ctx: IRenderContext): HTMLElement {
-  const node = h('div', 'jp-convo-markdown jp-RenderedHTMLCommon');
-  node.innerHTML = markdownToHTML(text, html => ctx.sanitize(html));
-  return node;
-}
-
-/** Preformatted plain text (ANSI codes stripped, clipped at the output limit). */
-export function pre(text: string, className = ''): HTMLElement {
-  return h('pre', className, clip(stripAnsi(text)));
-}
-
-function code(text: string): HTMLElement {
-  return h('code', '', text);
-}
-
-function label(text: string): HTMLElement {
-  return h('span', 'jp-convo-label', text);
-}
-
-function italic(text: string): HTMLElement {
-  return h('i', '', text);
-}
-
-/** `body` in a `<details>`: open when short (or when `open` says so). */
-export function foldable(
-  summary: string,
-  body: Node,
-  lines: number,
-  open?: boolean
-): HTMLElement {
-  const details = h('details', '', h('summary', '', summary), body);
-  (details as HTMLDetailsElement).open =
-    open === undefined ? lines <= FOLD_LINES : open;
-  return details;
-}
-
-/** Preformatted output, folded when long; null for empty text. */
-export function textBlock(
-  text: string,
-  title: string,
-  className = ''
-): HTMLElement | null {
-  if (!text) {
-    return null;
-  }
-  const lines = outputLineCount(text);
-  return foldable(`${title} (${lines} lines)`, pre(text, className), lines);
-}
-
-/** A unified diff with added, removed and hunk lines coloured. */
-export function diffBlock(diff: string): HTMLElement {
-  const lines = stripAnsi(diff).split(/\r?\n/);
-  if (lines.length && lines[lines.length - 1] === '') {
-    lines.pop(); // splitlines() semantics: no empty last line
-  }
-  const body = h('pre', 'jp-convo-diff');
-  lines.forEach((line, index) => {
-    let css = '';
-    if (line.startsWith('+') && !line.startsWith('+++')) {
-      css = 'jp-convo-diff-add';
-    } else if (line.startsWith('-') && !line.startsWith('---')) {
-      css = 'jp-convo-diff-del';
-    } else if (line.startsWith('@@')) {
-      css = 'jp-convo-diff-hunk';
-    }
-    body.appendChild(
-      css ? h('span', css, line) : document.createTextNode(line)
-    );
-    if (index < lines.length - 1) {
-      body.appendChild(document.createTextNode('\n'));
-    }
-  });
-  const count = lines.length;
-  return foldable(
-    `diff (${count} lines)`,
-    body,
-    count,
-    count <= DIFF_OPEN_LINES
-  );
-}
-
-/** The richest safe form of a display bundle; null when nothing in it can be shown. */
-export function mimeBlock(
-  bundle: MimeBundle,
-  ctx: IRenderContext
-): HTMLElement | null {
-  const mime = preferredMime(bundle);
-  if (mime === null) {
-    return null;
-  }
-  const value = bundle[mime];
-  if (mime.startsWith('image/')) {
-    const img = h('img', 'jp-convo-image') as HTMLImageElement;
-    img.alt = mime === 'image/svg+xml' ? 'figure' : 'plot';
-    img.src = imageSource(mime, value);
-    return img;
-  }
-  if (mime === 'text/html') {
-    const node = h('div', 'jp-convo-rich jp-RenderedHTMLCommon');
-    node.innerHTML = ctx.sanitize(mimeText(value));
-    return node;
-  }
-  if (mime === 'text/markdown') {
-    return markdown(mimeText(value), ctx);
-  }
-  return pre(mimeText(value));
-}
+type HeaderOnlyKind = 'llm_call' | 'title';
+export const HEADER_ONLY_KINDS = new Set<string>(['llm_call', 'title']);
 
 function row(css: string, event: IEvent, ...children: Child[]): HTMLElement {
   const node = h('div', `jp-convo-row ${css}`, ...children);
@@ -174,19 +50,18 @@ function row(css: string, event: IEvent, ...children: Child[]): HTMLElement {
 }
 
 /** The thought attached to an action, and its confirmation state. */
-function actionExtras(event: IEvent, ctx: IRenderContext): Child[] {
+function actionExtras(event: IActionEvent, ctx: IRenderContext): Child[] {
   const parts: Child[] = [];
   if (event.thought) {
     parts.push(markdown(event.thought, ctx));
   }
   if (event.confirmation === 'awaiting') {
-    const risk = event.security_risk ?? 'unknown';
     parts.push(
       h(
         'div',
         'jp-convo-awaiting-note',
         h('b', '', 'Waiting for your confirmation'),
-        ` (risk: ${risk})`
+        ` (risk: ${event.security_risk ?? 'unknown'})`
       )
     );
   } else if (
@@ -198,17 +73,39 @@ function actionExtras(event: IEvent, ctx: IRenderContext): Child[] {
   return parts;
 }
 
-function actionCss(event: IEvent): string {
+function actionCss(event: IActionEvent): string {
   return event.confirmation === 'awaiting'
     ? 'jp-convo-awaiting'
     : 'jp-convo-agent';
 }
 
+/** An action's row: a label, what it acts on, its thought and confirmation state. */
+function actionRow(
+  event: IActionEvent,
+  ctx: IRenderContext,
+  ...body: Child[]
+): HTMLElement {
+  return row(actionCss(event), event, ...body, ...actionExtras(event, ctx));
+}
+
 const SAFE_IMAGE_URL = /^(data:image\/|https:\/\/|http:\/\/)/;
 
-type Renderer = (event: IEvent, ctx: IRenderContext) => HTMLElement;
+const FILE_VERBS: Record<string, string> = {
+  create: 'Create',
+  str_replace: 'Edit',
+  insert: 'Insert into',
+  undo: 'Undo'
+};
 
-const RENDERERS: Record<string, Renderer> = {
+type Renderers = {
+  [K in Exclude<EventKind, HeaderOnlyKind>]: (
+    event: EventOf<K>,
+    ctx: IRenderContext
+  ) => HTMLElement;
+};
+
+/** One renderer per kind that gets a row. */
+const RENDERERS: Renderers = {
   message: (e, ctx) => {
     const user = e.source === 'user';
     const images = (e.image_urls ?? [])
@@ -235,14 +132,7 @@ const RENDERERS: Record<string, Renderer> = {
     ),
   finish: (e, ctx) =>
     row('jp-convo-agent', e, label('Finished'), markdown(e.message ?? '', ctx)),
-  command: (e, ctx) =>
-    row(
-      actionCss(e),
-      e,
-      label('$'),
-      code(e.command ?? ''),
-      ...actionExtras(e, ctx)
-    ),
+  command: (e, ctx) => actionRow(e, ctx, label('$'), code(e.command ?? '')),
   command_output: e => {
     const exit = e.exit_code;
     const notes: string[] = [];
@@ -265,11 +155,10 @@ const RENDERERS: Record<string, Renderer> = {
   },
   python: (e, ctx) => {
     const source = e.code ?? '';
-    return row(
-      actionCss(e),
+    return actionRow(
       e,
-      foldable('Python', pre(source), lineCount(source)),
-      ...actionExtras(e, ctx)
+      ctx,
+      foldable('Python', pre(source), lineCount(source))
     );
   },
   python_output: (e, ctx) => {
@@ -283,8 +172,7 @@ const RENDERERS: Record<string, Renderer> = {
     if (e.result) {
       parts.push(mimeBlock(e.result, ctx));
     }
-    const error =
-      e.error && typeof e.error === 'object' ? (e.error as IPythonError) : null;
+    const error = e.error;
     if (error) {
       const trace =
         (error.traceback ?? []).join('\n') || `${error.ename}: ${error.evalue}`;
@@ -300,14 +188,7 @@ const RENDERERS: Record<string, Renderer> = {
       ...(shown.length ? shown : [italic('no output')])
     );
   },
-  file_read: (e, ctx) =>
-    row(
-      actionCss(e),
-      e,
-      label('Read'),
-      code(e.path ?? ''),
-      ...actionExtras(e, ctx)
-    ),
+  file_read: (e, ctx) => actionRow(e, ctx, label('Read'), code(e.path ?? '')),
   file_content: e => {
     if (e.error) {
       return row('jp-convo-error', e, String(e.error));
@@ -324,21 +205,13 @@ const RENDERERS: Record<string, Renderer> = {
       )
     );
   },
-  file_edit: (e, ctx) => {
-    const verbs: Record<string, string> = {
-      create: 'Create',
-      str_replace: 'Edit',
-      insert: 'Insert into',
-      undo: 'Undo'
-    };
-    return row(
-      actionCss(e),
+  file_edit: (e, ctx) =>
+    actionRow(
       e,
-      label(verbs[String(e.command)] ?? 'Edit'),
-      code(e.path ?? ''),
-      ...actionExtras(e, ctx)
-    );
-  },
+      ctx,
+      label(FILE_VERBS[String(e.command)] ?? 'Edit'),
+      code(e.path ?? '')
+    ),
   file_edit_result: e => {
     if (e.error) {
       return row('jp-convo-error', e, String(e.error));
@@ -463,8 +336,10 @@ export function renderEvent(
   if (!hasRow(event)) {
     return null;
   }
-  const render = RENDERERS[event.kind];
+  const render = (RENDERERS as Record<string, unknown>)[event.kind] as
+    ((e: IEvent, c: IRenderContext) => HTMLElement) | undefined;
   if (!render) {
+    // A kind newer than this build (the server was upgraded first).
     return row('jp-convo-muted', event, event.kind || 'event');
   }
   return render(event, ctx);

@@ -1,8 +1,12 @@
 /**
- * Rich outputs of the agent's Python (tables, plots): the richest safe form of a display
- * bundle, in the notebook widget's order: image, SVG (as an image), HTML, Markdown, text.
+ * Rich outputs of the agent's Python (tables, plots). The host's renderers show a display
+ * bundle when it has them (JupyterLab's rendermime in the panel); otherwise the built-in
+ * path shows its richest safe form, in this order: image, SVG (as an image), HTML
+ * (sanitized), Markdown, text.
  */
 import { MimeBundle } from '../types';
+import { IRenderContext } from './context';
+import { h, markdown, pre } from './dom';
 
 export const MIME_ORDER = [
   'image/png',
@@ -51,4 +55,39 @@ export function imageSource(mime: string, value: unknown): string {
   }
   const data = mimeText(value).replace(/\n/g, '');
   return `data:${mime};base64,${data}`;
+}
+
+/** The built-in rendering of a display bundle; null when nothing in it can be shown. */
+export function builtinMimeBlock(
+  bundle: MimeBundle,
+  ctx: IRenderContext
+): HTMLElement | null {
+  const mime = preferredMime(bundle);
+  if (mime === null) {
+    return null;
+  }
+  const value = bundle[mime];
+  if (mime.startsWith('image/')) {
+    const img = h('img', 'jp-convo-image') as HTMLImageElement;
+    img.alt = mime === 'image/svg+xml' ? 'figure' : 'plot';
+    img.src = imageSource(mime, value);
+    return img;
+  }
+  if (mime === 'text/html') {
+    const node = h('div', 'jp-convo-rich jp-RenderedHTMLCommon');
+    node.innerHTML = ctx.sanitize(mimeText(value));
+    return node;
+  }
+  if (mime === 'text/markdown') {
+    return markdown(mimeText(value), ctx);
+  }
+  return pre(mimeText(value));
+}
+
+/** A display bundle through the host's renderers, else the built-in path. */
+export function mimeBlock(
+  bundle: MimeBundle,
+  ctx: IRenderContext
+): HTMLElement | null {
+  return ctx.renderMime?.(bundle) ?? builtinMimeBlock(bundle, ctx);
 }

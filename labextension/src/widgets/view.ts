@@ -1,9 +1,8 @@
 /**
  * A conversation view (a main-area tab): header with state and metrics, actions, start
- * progress, the live event stream rendered like the notebook widget, the confirmation bar
- * and the message box. Buttons run the extension's commands with this conversation's id.
+ * progress, the live event stream (the same renderer as the notebook widget), the
+ * confirmation bar and the message box. Buttons run the extension's commands with this conversation's id.
  */
-import { ISanitizer } from '@jupyterlab/apputils';
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
@@ -11,7 +10,19 @@ import { Widget } from '@lumino/widgets';
 import { ConversationModel, IStateChange } from '../models/conversation';
 import { formatMetrics } from '../models/format';
 import { displayState, isActive, sandboxBadge } from '../models/state';
-import { IRenderContext, h, markAnswered, renderEvent } from '../render/events';
+import { IRenderContext } from '../render/context';
+import {
+  ConfirmBar,
+  button,
+  isSendKey,
+  messageBox,
+  noticeLine,
+  setNotice,
+  showStart,
+  startText
+} from '../render/controls';
+import { h } from '../render/dom';
+import { EventList } from '../render/list';
 import { IEvent } from '../types';
 import { convoIcon } from './icons';
 
@@ -29,20 +40,12 @@ export const ViewCommands = {
   reject: 'convo:reject'
 } as const;
 
-const START_STEPS = [
-  'WORKING',
-  'WAITING_FOR_SANDBOX',
-  'PREPARING_WORKSPACE',
-  'STARTING_CONVERSATION',
-  'READY'
-];
-
 export class ConversationView extends Widget {
   constructor(options: ConversationView.IOptions) {
     super();
     this.model = options.model;
     this._commands = options.commands;
-    this._ctx = { sanitize: html => options.sanitizer.sanitize(html) };
+    this._events = new EventList(options.renderContext);
     this._onSend = options.onSend;
     this.id = `jp-convo-view-${this.model.id}`;
     this.addClass('jp-convo-view');
@@ -90,42 +93,22 @@ export class ConversationView extends Widget {
 
     this._start = h('div', 'jp-convo-start');
     this._start.setAttribute('role', 'status');
-    this._earlier = this._button('Show earlier events', 'jp-convo-earlier');
+    this._earlier = button('Show earlier events', 'jp-convo-earlier');
     this._earlier.addEventListener('click', () => void this._loadEarlier());
-    this._rows = h('div', 'jp-convo-events');
-    this._rows.setAttribute('role', 'log');
-    this._rows.setAttribute('aria-live', 'polite');
-    this._scroll = h('div', 'jp-convo-scroll', this._earlier, this._rows);
-
-    this._confirmText = h('span', 'jp-convo-confirm-text');
-    const confirm = this._commandButton(
-      'Confirm',
-      ViewCommands.confirm,
-      'jp-convo-confirm-button jp-mod-accept'
-    );
-    const reject = this._commandButton(
-      'Reject',
-      ViewCommands.reject,
-      'jp-convo-reject-button jp-mod-warn'
-    );
-    this._confirmBar = h(
+    this._scroll = h(
       'div',
-      'jp-convo-confirm',
-      this._confirmText,
-      confirm,
-      reject
+      'jp-convo-scroll',
+      this._earlier,
+      this._events.node
     );
-    this._confirmBar.setAttribute('role', 'alert');
 
-    this._notice = h('div', 'jp-convo-notice');
-    this._notice.setAttribute('aria-live', 'polite');
-    this._input = document.createElement('textarea');
-    this._input.className = 'jp-convo-message jp-mod-styled';
-    this._input.rows = 2;
-    this._input.placeholder =
-      'Message the agent (Enter to send, Shift+Enter for a new line)';
-    this._input.setAttribute('aria-label', 'Message the agent');
-    this._send = this._button('Send', 'jp-convo-send jp-mod-accept');
+    this._confirmBar = new ConfirmBar(
+      this._commandButton('Confirm', ViewCommands.confirm, ''),
+      this._commandButton('Reject', ViewCommands.reject, '')
+    );
+    this._notice = noticeLine();
+    this._input = messageBox();
+    this._send = button('Send', 'jp-convo-send jp-mod-accept');
     this._send.addEventListener('click', () => void this._sendMessage());
     const inputBar = h('div', 'jp-convo-input', this._input, this._send);
 
@@ -133,7 +116,7 @@ export class ConversationView extends Widget {
       header,
       this._start,
       this._scroll,
-      this._confirmBar,
+      this._confirmBar.node,
       this._notice,
       inputBar
     );
@@ -157,8 +140,7 @@ export class ConversationView extends Widget {
 
   /** Show a line under the events (errors of actions run from here). */
   showNotice(text: string, isError = false): void {
-    this._notice.textContent = text;
-    this._notice.classList.toggle('jp-convo-notice-error', isError);
+    setNotice(this._notice, text, isError);
   }
 
   protected onAfterAttach(msg: Message): void {
@@ -191,7 +173,7 @@ export class ConversationView extends Widget {
   handleEvent(event: Event): void {
     if (event.type === 'keydown') {
       const key = event as KeyboardEvent;
-      if (key.key === 'Enter' && !key.shiftKey && !key.isComposing) {
+      if (isSendKey(key)) {
         key.preventDefault();
         void this._sendMessage();
       }
@@ -210,15 +192,7 @@ export class ConversationView extends Widget {
   // --- rendering ------------------------------------------------------------------------
 
   private _onEventsAdded(_: ConversationModel, events: IEvent[]): void {
-    const fragment = document.createDocumentFragment();
-    for (const event of events) {
-      const row = renderEvent(event, this._ctx);
-      if (row) {
-        fragment.appendChild(row);
-      }
-    }
-    this._rows.appendChild(fragment);
-    this._markAnswers(events);
+    this._events.append(events);
     if (this._stick) {
       this._scrollToEnd();
     }
@@ -226,44 +200,10 @@ export class ConversationView extends Widget {
   }
 
   private _onEarlierAdded(_: ConversationModel, events: IEvent[]): void {
-    const fragment = document.createDocumentFragment();
-    for (const event of events) {
-      const row = renderEvent(event, this._ctx);
-      if (row) {
-        fragment.appendChild(row);
-      }
-    }
     const before = this._scroll.scrollHeight;
-    this._rows.prepend(fragment);
-    this._markAnswers(events);
+    this._events.prepend(events);
     this._scroll.scrollTop += this._scroll.scrollHeight - before;
     this._earlier.hidden = !this.model.window.hasEarlier;
-  }
-
-  /** Answered actions stop saying they wait. */
-  private _markAnswers(events: IEvent[]): void {
-    for (const event of events) {
-      if (event.kind === 'confirmation' && event.cause !== null) {
-        const row = this._rows.querySelector<HTMLElement>(
-          `.jp-convo-row[data-event-id="${event.cause}"]`
-        );
-        if (row) {
-          markAnswered(row, Boolean(event.confirmed));
-        }
-      }
-    }
-    // Earlier rows may be answered by confirmations already shown.
-    for (const row of Array.from(
-      this._rows.querySelectorAll<HTMLElement>('.jp-convo-awaiting')
-    )) {
-      const answer = this.model.window.events.find(
-        e =>
-          e.kind === 'confirmation' && String(e.cause) === row.dataset.eventId
-      );
-      if (answer) {
-        markAnswered(row, Boolean(answer.confirmed));
-      }
-    }
   }
 
   private _onStateChanged(_: ConversationModel, change: IStateChange): void {
@@ -303,13 +243,15 @@ export class ConversationView extends Widget {
       this._meta.appendChild(h('div', 'jp-convo-view-error', state.error));
     }
     const awaiting = state.awaiting;
-    this._confirmBar.hidden = !awaiting || state.deleted;
-    if (awaiting) {
-      this._confirmText.replaceChildren(
-        h('b', '', `Action ${awaiting.id}`),
-        ` (${awaiting.kind}, risk ${awaiting.security_risk ?? 'unknown'}) waits for your confirmation`
-      );
-    }
+    this._confirmBar.show(
+      awaiting && !state.deleted
+        ? {
+            id: awaiting.id,
+            kind: awaiting.kind,
+            security_risk: awaiting.security_risk
+          }
+        : null
+    );
     this._setEnabled(ViewCommands.stop, isActive(state) && !state.deleted);
     this._setEnabled(
       ViewCommands.restart,
@@ -342,18 +284,7 @@ export class ConversationView extends Widget {
           : '';
     this._connection.title =
       connection === 'open' ? 'Receiving live events' : (model.problem ?? '');
-    const task = model.startTask;
-    if (task && task.status !== 'READY') {
-      const failed = task.status === 'ERROR';
-      const step = Math.max(1, START_STEPS.indexOf(task.status) + 1);
-      this._start.hidden = false;
-      this._start.classList.toggle('jp-convo-start-failed', failed);
-      this._start.textContent = failed
-        ? `Could not start: ${task.detail ?? 'unknown error'}`
-        : `Starting (${step}/${START_STEPS.length - 1}): ${task.status.replace(/_/g, ' ').toLowerCase()}…`;
-    } else {
-      this._start.hidden = true;
-    }
+    showStart(this._start, startText(model.startTask));
     if (model.problem && !model.state.deleted) {
       this.showNotice(model.problem, true);
     }
@@ -407,27 +338,17 @@ export class ConversationView extends Widget {
     this._scroll.scrollTop = this._scroll.scrollHeight;
   }
 
-  private _button(text: string, className: string): HTMLButtonElement {
-    const button = h(
-      'button',
-      `jp-convo-button ${className}`,
-      text
-    ) as HTMLButtonElement;
-    button.type = 'button';
-    return button;
-  }
-
   private _commandButton(
     label: string,
     command: string,
     className: string
   ): HTMLButtonElement {
-    const button = this._button(label, className);
-    button.dataset.command = command;
-    button.addEventListener('click', () => {
+    const node = button(label, className);
+    node.dataset.command = command;
+    node.addEventListener('click', () => {
       void this._commands.execute(command, { id: this.model.id });
     });
-    return button;
+    return node;
   }
 
   private _setEnabled(command: string, enabled: boolean): void {
@@ -440,7 +361,7 @@ export class ConversationView extends Widget {
   }
 
   private _commands: CommandRegistry;
-  private _ctx: IRenderContext;
+  private _events: EventList;
   private _onSend?: (id: string) => void;
   private _titleText: HTMLElement;
   private _badge: HTMLElement;
@@ -450,10 +371,8 @@ export class ConversationView extends Widget {
   private _actions: HTMLElement;
   private _start: HTMLElement;
   private _earlier: HTMLButtonElement;
-  private _rows: HTMLElement;
   private _scroll: HTMLElement;
-  private _confirmBar: HTMLElement;
-  private _confirmText: HTMLElement;
+  private _confirmBar: ConfirmBar;
   private _notice: HTMLElement;
   private _input: HTMLTextAreaElement;
   private _send: HTMLButtonElement;
@@ -465,7 +384,8 @@ export namespace ConversationView {
   export interface IOptions {
     model: ConversationModel;
     commands: CommandRegistry;
-    sanitizer: ISanitizer;
+    /** How events render here: JupyterLab's sanitizer and rendermime (render/lab.ts). */
+    renderContext: IRenderContext;
     /** Called after a message was accepted (to watch the conversation again). */
     onSend?: (id: string) => void;
   }
