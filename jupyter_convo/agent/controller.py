@@ -88,6 +88,8 @@ ALLOWED_TRANSITIONS: dict[AgentState, frozenset[AgentState]] = {
 }
 # States an AgentStateInput(state="running") may resume from (a message resumes any state).
 RESUMABLE = frozenset({S.PAUSED, S.RATE_LIMITED, S.ERROR})
+# What the runtime logs each time it starts, before the agent's first event.
+RUNTIME_START_KINDS = frozenset({"status", "sandbox"})
 RISKY = frozenset({"high", "unknown"})
 STOP_GRACE = 10.0  # seconds a cancelled step may take to clean up before its tool is closed
 STUCK_WINDOW = 200  # recent events the stuck check looks at
@@ -230,9 +232,9 @@ class AgentController:
             tool = self._tool_for(snapshot.awaiting)
             if tool is not None:
                 self._pending = _Pending(snapshot.awaiting, tool)
-        # The runtime logs its own start (``status`` events) before the agent's first event:
-        # only an earlier agent or user event makes this a resumed conversation.
-        resumed = any(event.kind != "status" for event in history)
+        # The runtime logs its own start (``status`` and ``sandbox`` events) before the
+        # agent's first event: only another event makes this a resumed conversation.
+        resumed = any(event.kind not in RUNTIME_START_KINDS for event in history)
         self._last_state_event = self._append(
             AgentStateEvent(state=S.LOADING, reason="resuming" if resumed else "starting")
         )

@@ -87,6 +87,16 @@ def marked(marker: str) -> list[int]:
     return found
 
 
+async def appears(marker: str) -> None:
+    """Until a process holds ``marker`` (a background job may not have exec'd yet)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + GONE_TIMEOUT
+    while not marked(marker):
+        if loop.time() > deadline:
+            raise AssertionError(f"no process with {marker!r} appeared")
+        await asyncio.sleep(0.05)
+
+
 async def gone(marker: str) -> None:
     """Until no process holds ``marker`` (bounded: fails loudly)."""
     loop = asyncio.get_running_loop()
@@ -124,7 +134,7 @@ async def test_closing_the_shell_ends_its_jail_and_background_jobs(
     terminal: TerminalTool,
 ) -> None:
     await run(terminal, "nohup sleep 3021 >/dev/null 2>&1 &")
-    assert marked("sleep 3021")
+    await appears("sleep 3021")
     await terminal.close()
     await gone("sleep 3021")
 
