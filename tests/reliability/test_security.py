@@ -457,9 +457,12 @@ LINK_SECRET = "pw-linked-secret-5e6f7a8b"
 async def test_no_link_lets_a_data_dir_file_leave_through_the_workspace(
     server: LiveServer, llm: ScriptedLLM
 ) -> None:
-    """The agent links the data dir's secrets file and server secret into its workspace
-    (hard links, a symlink, a FIFO): no file route, zip, export or skill serves them,
-    whether the runtime runs or not."""
+    """Links to the data dir's secrets file and server secret in a workspace (hard links, a
+    symlink, a FIFO): no file route, zip, export or skill serves them, whether the runtime
+    runs or not. The jailed agent cannot make them (it does not see the data dir:
+    tests/integration/test_confinement.py), but an agent that is not jailed can (no
+    bubblewrap, ``--kernel``, a container with the data dir mounted), so the test makes
+    them itself, as such an agent would, beside a file the agent wrote."""
     async with server.async_client(ALICE) as alice:
         saved = await alice.put("settings", json={"secrets": {"LINKED_PW": LINK_SECRET}})
         saved.raise_for_status()
@@ -469,11 +472,7 @@ async def test_no_link_lets_a_data_dir_file_leave_through_the_workspace(
         if LINK_SECRET in path.read_text()  # alice's (stored in clear: its mode protects it)
     ]
     server_secret = server.data_dir / "server_secret"
-    command = (
-        f"ln {secrets_file} notes.txt && ln {server_secret} key.bin && "
-        f"ln {secrets_file} AGENTS.md && ln -s {secrets_file} link.txt && mkfifo pipe && "
-        "echo fine > mine.txt && ls"
-    )
+    command = "echo fine > mine.txt && ls"
     llm.add_script([tool_call("terminal", {"command": command}), reply("linked")], match="links")
     async with server.async_client(ALICE) as alice:
         cid = await astart(alice, "links out of the workspace")
@@ -482,6 +481,12 @@ async def test_no_link_lets_a_data_dir_file_leave_through_the_workspace(
         watcher.close()
         outputs = [e for e in watcher.events if e["kind"] == "command_output"]
         assert outputs and outputs[0]["exit_code"] == 0, outputs
+        workspace = server.data_dir / "conversations" / cid / "workspace"
+        os.link(secrets_file, workspace / "notes.txt")
+        os.link(server_secret, workspace / "key.bin")
+        os.link(secrets_file, workspace / "AGENTS.md")
+        (workspace / "link.txt").symlink_to(secrets_file)
+        os.mkfifo(workspace / "pipe")
         for state in ("running", "stopped"):
             if state == "stopped":
                 (await alice.post(f"conversations/{cid}/stop")).raise_for_status()
