@@ -25,7 +25,14 @@ from docker_helpers import (
 from jupyter_convo.agent.settings import AgentSettings
 from jupyter_convo.events.inputs import MessageInput
 from jupyter_convo.events.log import EventLog
-from jupyter_convo.events.schema import ConversationStatus, ErrorEvent, Event, SandboxEvent
+from jupyter_convo.events.schema import (
+    AgentState,
+    AgentStateEvent,
+    ConversationStatus,
+    ErrorEvent,
+    Event,
+    SandboxEvent,
+)
 from jupyter_convo.manager.base import ConversationStartError
 from jupyter_convo.manager.metadata import RUNTIME_DIED
 from jupyter_convo.manager.sandboxes.docker import (
@@ -156,7 +163,9 @@ async def test_killed_container_turns_the_conversation_to_error_with_its_log(
     assert [e.model_dump_json() for e in after[: len(before)]] == [
         e.model_dump_json() for e in before
     ]
-    assert after[-1].id == died.id and [e.id for e in after] == list(range(len(after)))
+    # RUNTIME_DIED, then the agent's state: its loop is gone (the last two events).
+    assert after[-2].id == died.id and [e.id for e in after] == list(range(len(after)))
+    assert isinstance(after[-1], AgentStateEvent) and after[-1].state is AgentState.ERROR
     assert (await container_of(engine, cid)).status == "exited"
 
 
