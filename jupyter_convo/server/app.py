@@ -176,7 +176,9 @@ class ConvoExtension(ExtensionApp):
         config=True,
         help=(
             "On server shutdown, leave runtimes running (found again on the next start) "
-            "rather than stopping them. Default: True."
+            "rather than stopping them. False stops every runtime, with the agents' shells "
+            "and kernels, before the server exits (scripts/lab.sh sets False: Ctrl-C stops "
+            "all it started). Default: True."
         ),
     )
     single_user = Bool(
