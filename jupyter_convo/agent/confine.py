@@ -205,7 +205,13 @@ _BASE_OPTIONS = (
 # Runs in the jail with the runtime's own Python (mounted read-only): a new session, then
 # the command. (bwrap --as-pid-1 would make the command the session leader too, but as the
 # namespace's pid 1 a shell could not be killed from inside: `kill -9 $$` would do nothing.)
-_SETSID = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
+# Python ignores SIGPIPE and SIGXFSZ at start and ignored signals survive exec: set them
+# back, or every command in the shell would see writes to a closed pipe fail noisily.
+_SETSID = (
+    "import os, signal, sys; os.setsid(); "
+    "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGPIPE, signal.SIGXFSZ)]; "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import StartRuntime
+from signal_helpers import SignalState, inherited_signals, signal_state
 
 from jupyter_convo.agent.confine import ConfinementSpec, Confiner, probe
 from jupyter_convo.agent.settings import AgentSettings
@@ -159,6 +160,40 @@ async def test_the_jailed_kernel_interrupts_dies_and_comes_back(
     finally:
         await tool.close()
     await gone("sleep 3022")
+
+
+async def test_jailed_tools_started_with_signals_ignored_still_interrupt(
+    terminal: TerminalTool, workspace: Workspace, jail: Confiner
+) -> None:
+    """A server started in the background (``&``, nohup, CI) inherits SIGINT ignored: the
+    jailed shell and kernel it starts must not pass that on (the default-signals launcher
+    runs before bwrap), or every timeout becomes a kill."""
+    with inherited_signals():  # the shell starts now, as under such a server
+        await run(terminal, "export KEPT=yes")
+    status = await run(terminal, "grep ^Sig /proc/self/status")
+    assert signal_state(status.output) == SignalState(frozenset(), frozenset())
+    result = await run(terminal, "echo started; sleep 60; echo never", timeout=1)
+    assert result.timed_out and result.exit_code == 130
+    assert "interrupted (Ctrl-C)" in result.output and "never" not in result.output
+    assert (await run(terminal, "echo $KEPT")).output == "yes\n"
+
+    tool = PythonTool(workspace, AgentSettings(python_timeout=60), jail)
+    try:
+        with inherited_signals():  # the kernel starts now
+            await python(tool, "kept = 'here'")
+        child = await python(
+            tool,
+            "import subprocess\n"
+            "print(subprocess.run(['grep', '^Sig', '/proc/self/status'], capture_output=True, "
+            "text=True).stdout)",
+        )
+        assert signal_state(child.stdout) == SignalState(frozenset(), frozenset())
+        slow = await python(tool, "import time; time.sleep(60)", timeout=1)
+        assert slow.timed_out and slow.error is not None
+        assert slow.error.ename == "KeyboardInterrupt"
+        assert (await python(tool, "print(kept)")).stdout == "here\n"
+    finally:
+        await tool.close()
 
 
 async def test_the_jail_dies_with_its_runtime(
