@@ -104,7 +104,8 @@ UPSTREAM_RETRIES = 3
 UPSTREAM_RETRY_DELAY = 0.5
 _WORKSPACE_ERROR_STATUS = {400: 400, 403: 403, 404: 404, 413: 413, 415: 415}
 
-Progress = Callable[[StartTaskStatus], None]
+# A start's step, and what it waits for in words (the start task's detail), if anything.
+Progress = Callable[[StartTaskStatus, str | None], None]
 _T = TypeVar("_T")
 
 
@@ -596,8 +597,8 @@ class NestedConversationManager(ConversationManager):
         replay: dict[str, Any] | None,
         warm: WarmRuntime | None = None,
     ) -> None:
-        def progress(status: StartTaskStatus) -> None:
-            self._set_task(task_id, status)
+        def progress(status: StartTaskStatus, detail: str | None) -> None:
+            self._set_task(task_id, status, detail)
 
         try:
             async with self._conversation_lock(conversation_id):
@@ -700,9 +701,12 @@ class NestedConversationManager(ConversationManager):
         """Start a runtime (or take ``warm``) and bind the conversation to it (the caller
         holds its lock)."""
 
-        def step(status: StartTaskStatus) -> None:
+        def step(status: StartTaskStatus, detail: str | None = None) -> None:
             if progress is not None:
-                progress(status)
+                progress(status, detail)
+
+        def sandbox_progress(detail: str) -> None:
+            step(StartTaskStatus.WAITING_FOR_SANDBOX, detail)
 
         if self.store.get(conversation_id) is None:
             raise ConversationNotFound(f"conversation {conversation_id} was deleted")
@@ -723,6 +727,7 @@ class NestedConversationManager(ConversationManager):
                         timeout=self.config.runtime_start_timeout,
                         owner=user_id,
                         workspace=root,
+                        progress=sandbox_progress,
                     )
                 except SandboxStartError as exc:
                     raise ConversationStartError(str(exc)) from exc

@@ -175,7 +175,8 @@ class StartTask(_Timestamped):
     conversation_id: str | None = None
     user_id: str | None = None
     status: StartTaskStatus = StartTaskStatus.WORKING
-    detail: str | None = None  # why it failed, when status is ERROR
+    # Why it failed (ERROR), or what the sandbox waits for (WAITING_FOR_SANDBOX).
+    detail: str | None = None
     request: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("request")

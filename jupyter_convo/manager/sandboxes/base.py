@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import ClassVar
@@ -81,11 +81,14 @@ class Sandbox(ABC):
         timeout: float,
         owner: str | None = None,
         workspace: Path | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> RuntimeHandle:
         """Start a runtime for ``conversation_id`` with ``env`` added to its environment
         (the session key travels only there) and wait until it is ready. ``owner`` (the
         user, None for a warm-pool runtime) and ``workspace`` (the absolute workspace, when
-        known) serve sandboxes that label or mount things.
+        known) serve sandboxes that label or mount things. ``progress`` receives what the
+        start is waiting for, in words (e.g. a pod's scheduling and image pull), for the
+        start task's detail; sandboxes that start at once may ignore it.
 
         Raises ``SandboxStartError`` with a reason (and cleans up) when it does not come up
         within ``timeout`` seconds.

@@ -213,6 +213,7 @@ class DockerSandbox(Sandbox):
         timeout: float,
         owner: str | None = None,
         workspace: Path | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> RuntimeHandle:
         conv_dir = self.conversation_dir(conversation_id)
         await self._call(_prepare_directories, conv_dir, workspace)

@@ -20,7 +20,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -105,6 +105,7 @@ class ProcessSandbox(Sandbox):
         timeout: float,
         owner: str | None = None,
         workspace: Path | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> RuntimeHandle:
         refusal = self.confinement.refusal()
         if refusal is not None:
