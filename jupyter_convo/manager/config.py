@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SandboxKind = Literal["process", "docker"]
+SandboxKind = Literal["process", "docker", "kubernetes"]
 MIB = 1024 * 1024
 
 
@@ -27,7 +27,8 @@ class ManagerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: Path
-    # Where runtimes run: local processes or Docker containers (the docker_* fields).
+    # Where runtimes run: local processes, Docker containers (the docker_* fields) or
+    # Kubernetes pods (c.KubernetesSandbox.*).
     sandbox: SandboxKind = "process"
     # Running conversations per user; starting one more stops the oldest.
     max_concurrent_conversations: int = Field(default=5, ge=1)

@@ -47,7 +47,7 @@ def build_manager(
     from ..manager.nested import NestedConversationManager
     from ..manager.sandboxes import make_sandbox
 
-    sandbox = make_sandbox(config, confinement=Confinement(parent=parent))
+    sandbox = make_sandbox(config, confinement=Confinement(parent=parent), parent=parent)
     return NestedConversationManager(
         config, store=store, settings_store=settings_store, sandbox=sandbox
     )
@@ -76,10 +76,11 @@ class ConvoExtension(ExtensionApp):
         return os.path.join(jupyter_data_dir(), "convo")
 
     sandbox = CaselessStrEnum(
-        ["process", "docker"],
+        ["process", "docker", "kubernetes"],
         default_value="process",
         config=True,
-        help="Where runtimes run: 'process' (a local subprocess) or 'docker'. Default: process.",
+        help="Where runtimes run: 'process' (a local subprocess), 'docker' or 'kubernetes' "
+        "(a pod per runtime, c.KubernetesSandbox.*; docs/kubernetes.md). Default: process.",
     )
     max_concurrent_conversations = Int(
         5,

@@ -1,10 +1,14 @@
-"""Sandboxes: where runtimes run, ``process`` or ``docker``, behind one interface.
+"""Sandboxes: where runtimes run, ``process``, ``docker`` or ``kubernetes``, behind one
+interface.
 
-``DockerSandbox`` is imported only when chosen: it needs the optional docker SDK."""
+``DockerSandbox`` and ``KubernetesSandbox`` are imported only when chosen: they need optional
+clients (the docker SDK, kubernetes_asyncio)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from traitlets.config import Configurable
 
 from .base import RuntimeHandle, Sandbox, SandboxStartError
 from .process import ProcessSandbox
@@ -16,9 +20,15 @@ if TYPE_CHECKING:
 __all__ = ["ProcessSandbox", "RuntimeHandle", "Sandbox", "SandboxStartError", "make_sandbox"]
 
 
-def make_sandbox(config: ManagerConfig, *, confinement: Confinement | None = None) -> Sandbox:
+def make_sandbox(
+    config: ManagerConfig,
+    *,
+    confinement: Confinement | None = None,
+    parent: Configurable | None = None,
+) -> Sandbox:
     """The sandbox ``config.sandbox`` names; ``confinement`` (``c.Confinement.*``) jails
-    the process sandbox's tool processes (default: its defaults)."""
+    the process sandbox's tool processes (default: its defaults); ``parent`` (the
+    extension) configures the kubernetes sandbox (``c.KubernetesSandbox.*``)."""
     if config.sandbox == "process":
         return ProcessSandbox(
             config.conversations_root,
@@ -39,4 +49,15 @@ def make_sandbox(config: ManagerConfig, *, confinement: Confinement | None = Non
             server_instance_id=config.server_instance_id,
             max_upload_bytes=config.upload_max_bytes,
         )
-    raise ValueError(f"unknown sandbox kind {config.sandbox!r}; expected 'process' or 'docker'")
+    if config.sandbox == "kubernetes":
+        from .kubernetes import KubernetesSandbox
+
+        return KubernetesSandbox(
+            config.conversations_root,
+            server_instance_id=config.server_instance_id,
+            max_upload_bytes=config.upload_max_bytes,
+            parent=parent,
+        )
+    raise ValueError(
+        f"unknown sandbox kind {config.sandbox!r}; expected 'process', 'docker' or 'kubernetes'"
+    )
