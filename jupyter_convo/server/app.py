@@ -23,6 +23,7 @@ from ..manager.base import ConversationManager
 from ..manager.config import MIB, ManagerConfig
 from ..manager.owner import DataDirInUse
 from ..manager.sandboxes.confinement import Confinement
+from ..manager.sandboxes.kubernetes import KubernetesSandbox
 from ..store.conversations import ConversationStore
 from ..store.settings import SettingsStore
 from .handlers import SERVICES_KEY, routes
@@ -59,8 +60,9 @@ class ConvoExtension(ExtensionApp):
     name = "jupyter_convo"
     description = __doc__
     load_other_extensions = True
-    # Listed so that --help-all and --generate-config show c.Confinement.* too.
-    classes = [*ExtensionApp.classes, Confinement]
+    # Listed so that --help-all and --generate-config show c.Confinement.* and
+    # c.KubernetesSandbox.* too (importing the latter imports no Kubernetes client).
+    classes = [*ExtensionApp.classes, Confinement, KubernetesSandbox]
 
     data_dir = Unicode(
         config=True,
