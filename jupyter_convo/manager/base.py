@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -19,6 +19,12 @@ from ..events.schema import Event, event_to_json
 from ..runtime.models import InitialMessage
 from ..store.conversations import ConversationMetadata, StartTask
 
+if TYPE_CHECKING:
+    from ..store.conversations import ConversationStore
+    from ..store.settings import SettingsStore
+    from .config import ManagerConfig
+    from .sandboxes.base import Sandbox
+
 
 class AgentLoopInfo(BaseModel):
     """A running agent loop as the server sees it."""
@@ -26,7 +32,7 @@ class AgentLoopInfo(BaseModel):
     conversation_id: str
     user_id: str | None
     status: str  # ConversationStatus value
-    sandbox: str  # "process" | "docker"
+    sandbox: str  # the sandbox kind
     runtime_url: str | None = None
     runtime_id: str | None = None  # pid or container id
     started_at: datetime | None = None
@@ -75,6 +81,19 @@ class ConversationManager(ABC):
     # Who runs this manager (e.g. the server's URL), recorded in the data dir's owner lock
     # so that a second server refused the data dir can name this one.
     owner_details: dict[str, Any] = {}
+
+    def __init__(
+        self,
+        config: ManagerConfig,
+        *,
+        store: ConversationStore | None = None,
+        sandbox: Sandbox | None = None,
+        settings_store: SettingsStore | None = None,
+    ) -> None:
+        """How the server builds any manager class (``c.ConvoExtension.manager_class``):
+        its settings, the store it shares with the routes, the configured sandbox and the
+        users' settings (whose secrets titles hide)."""
+        self.config = config
 
     # --- lifecycle of the manager ---------------------------------------------------------
 

@@ -132,7 +132,7 @@ class NestedConversationManager(ConversationManager):
         sandbox: Sandbox | None = None,
         settings_store: SettingsStore | None = None,
     ) -> None:
-        self.config = config
+        super().__init__(config, store=store, sandbox=sandbox, settings_store=settings_store)
         # Users' secrets, hidden in titles (with credential-named environment variables).
         self.settings_store = settings_store
         config.conversations_root.mkdir(parents=True, exist_ok=True)
@@ -534,7 +534,8 @@ class NestedConversationManager(ConversationManager):
         kind = sandbox or self.config.sandbox
         if kind != self.sandbox.kind:
             raise ValueError(
-                f"unknown sandbox {kind!r}: this server runs {self.sandbox.kind!r} runtimes"
+                f"sandbox {kind!r} is not available: this server runs {self.sandbox.kind!r} "
+                "runtimes (c.ConvoExtension.sandbox; GET capabilities lists the kinds)"
             )
         # The title is stored and shown as is: secrets hidden as in the log.
         secrets = known_secrets(

@@ -1,42 +1,40 @@
-"""Sandboxes: where runtimes run, ``process`` or ``docker``, behind one interface.
+"""Sandboxes: where runtimes run, behind one interface; the kinds are plug-ins.
 
-``DockerSandbox`` is imported only when chosen: it needs the optional docker SDK."""
+Kinds are registered under the ``jupyter_convo.sandboxes`` entry points (``registry.py``);
+``DockerSandbox`` and any other kind are imported only when chosen."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .base import RuntimeHandle, Sandbox, SandboxStartError
-from .process import ProcessSandbox
+from .registry import UnknownSandboxKind, load_sandbox_class, sandbox_kinds
 
 if TYPE_CHECKING:
+    from traitlets.config import Configurable
+
     from ..config import ManagerConfig
-    from .confinement import Confinement
 
-__all__ = ["ProcessSandbox", "RuntimeHandle", "Sandbox", "SandboxStartError", "make_sandbox"]
+__all__ = [
+    "RuntimeHandle",
+    "Sandbox",
+    "SandboxStartError",
+    "UnknownSandboxKind",
+    "make_sandbox",
+    "sandbox_kinds",
+]
 
 
-def make_sandbox(config: ManagerConfig, *, confinement: Confinement | None = None) -> Sandbox:
-    """The sandbox ``config.sandbox`` names; ``confinement`` (``c.Confinement.*``) jails
-    the process sandbox's tool processes (default: its defaults)."""
-    if config.sandbox == "process":
-        return ProcessSandbox(
-            config.conversations_root,
-            python_executable=config.python_executable,
-            server_instance_id=config.server_instance_id,
-            max_upload_bytes=config.upload_max_bytes,
-            confinement=confinement,
-        )
-    if config.sandbox == "docker":
-        from .docker import DockerSandbox
-
-        return DockerSandbox(
-            config.conversations_root,
-            image=config.docker_image,
-            docker_host=config.docker_host,
-            cpus=config.docker_cpus,
-            memory=config.docker_memory,
-            server_instance_id=config.server_instance_id,
-            max_upload_bytes=config.upload_max_bytes,
-        )
-    raise ValueError(f"unknown sandbox kind {config.sandbox!r}; expected 'process' or 'docker'")
+def make_sandbox(
+    config: ManagerConfig, *, parent: Configurable | None = None, **traits: Any
+) -> Sandbox:
+    """The sandbox ``config.sandbox`` names, configured from ``parent``'s config
+    (``c.<SandboxClass>.*``); ``traits`` set some directly (tests, benches)."""
+    cls = load_sandbox_class(config.sandbox)
+    return cls(
+        config.conversations_root,
+        server_instance_id=config.server_instance_id,
+        max_upload_bytes=config.upload_max_bytes,
+        parent=parent,
+        **traits,
+    )
