@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from ..agent.settings import AgentSettings, LLMConfig
 from ..events.inputs import UserInput
+from ..events.log import EventPage
 from ..events.schema import Event, event_to_json
 from ..runtime.models import InitialMessage
 from ..store.conversations import ConversationMetadata, StartTask
@@ -104,6 +105,18 @@ class ConversationManager(ABC):
     @abstractmethod
     async def shutdown(self) -> None:
         """Close upstream connections; stop runtimes unless configured to keep them."""
+
+    # --- stored events ----------------------------------------------------------------------
+
+    async def search_events(self, conversation_id: str, **query: Any) -> EventPage | None:
+        """``events/search`` answered by the conversation's running runtime (``query``: the
+        log's search arguments); None when no runtime runs, and the caller reads the log
+        file. ValueError: a filter the runtime refused."""
+        return None
+
+    async def count_events(self, conversation_id: str, **query: Any) -> int | None:
+        """``events/count`` by the running runtime, as ``search_events``."""
+        return None
 
     # --- conversations ----------------------------------------------------------------------
 

@@ -1,6 +1,11 @@
 """The event hub: each conversation's relay (its events to any number of watchers) and the
 fold that keeps its stored metadata in step with its log.
 
+One channel: while a conversation's runtime runs, its stored events come from the
+runtime's ``events/search`` route (``ConversationEvents``); the log file is read only when
+no runtime runs (stopped, dead, before its start), so a runtime may keep its files where the
+server cannot see them (another machine, a container without a shared mount).
+
 Metadata follows the log: every logged event that passes a relay is folded
 (``MetadataFold``) and the changed fields are written to the store; statuses the manager
 decides itself (stopped, died, start failed) are set with ``set_status``. The manager
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,14 +36,67 @@ from ..store.conversations import ConversationMetadata, ConversationStore
 from .base import ConversationNotFound
 from .metadata import RUNTIME_DIED, MetadataFold, describe_error
 from .relay import ConversationGone, EventRelay
+from .runtime_client import RuntimeClient, RuntimeClientError
 
 log = logging.getLogger(__name__)
+
+READER_CACHE_BYTES = 4 * 1024 * 1024
+REBUILD_BATCH = 1000
+
+
+class ConversationEvents:
+    """A conversation's stored events: from its runtime while one runs (``runtime_client``
+    gives its client, None when none runs), else from its log file, read-only."""
+
+    def __init__(
+        self,
+        conversation_id: str,
+        log_path: Path,
+        runtime_client: Callable[[str], RuntimeClient | None],
+    ) -> None:
+        self.conversation_id = conversation_id
+        self.log_path = log_path
+        self._runtime_client = runtime_client
+        self._reader: EventLog | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    async def read(self, after_id: int, limit: int) -> list[Event]:
+        client = self._runtime_client(self.conversation_id)
+        if client is not None:
+            try:
+                return await client.read_events(after_id, limit)
+            except RuntimeClientError as exc:
+                # Going away (its watcher has not noticed yet): the log, as before it ran.
+                # Known gap: without a shared disk this finds nothing, and a watcher
+                # catching up at that moment misses events until it reconnects.
+                log.info("events of %s not read from its runtime: %s", self.conversation_id, exc)
+        return await asyncio.to_thread(self._read_file, after_id, limit)
+
+    def _read_file(self, after_id: int, limit: int) -> list[Event]:
+        with self._lock:
+            if self._closed:
+                return []
+            if self._reader is None:
+                self._reader = EventLog(
+                    self.log_path, read_only=True, cache_bytes=READER_CACHE_BYTES
+                )
+            self._reader.refresh()
+            return self._reader.read(after_id=after_id, limit=limit)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
 
 class EventHub:
     """Relays and folds per conversation (see the module doc). Callbacks: where a
     conversation's log is, how a title is cleaned (secrets hidden) and whether a runtime
-    runs or starts for it (its relay then stays), and what to do when a relay's upstream
+    runs or starts for it (its relay then stays), the client of its running runtime, and
+    what to do when a relay's upstream
     ends by itself."""
 
     def __init__(
@@ -45,12 +104,14 @@ class EventHub:
         store: ConversationStore,
         *,
         log_path: Callable[[str], Path],
+        runtime_client: Callable[[str], RuntimeClient | None],
         clean_title: Callable[[str, str | None], str | None],
         in_use: Callable[[str], bool],
         on_upstream_closed: Callable[[str], None],
     ) -> None:
         self.store = store
         self._log_path = log_path
+        self._runtime_client = runtime_client
         self._clean_title = clean_title
         self._in_use = in_use
         self._on_upstream_closed = on_upstream_closed
@@ -100,23 +161,25 @@ class EventHub:
             conversation_id, status=status, updated_at=meta.updated_at, **fields
         )
 
+    def events(self, conversation_id: str) -> ConversationEvents:
+        """A reader of the conversation's stored events (see ``ConversationEvents``)."""
+        return ConversationEvents(
+            conversation_id, self._log_path(conversation_id), self._runtime_client
+        )
+
     async def rebuild_metadata(self, conversation_id: str) -> MetadataFold:
         """Fold the whole log again and rewrite the row (after a server restart)."""
         meta = self.store.get(conversation_id)
         fold = MetadataFold(title=meta.title if meta is not None else None)
-        path = self._log_path(conversation_id)
-
-        def fold_log() -> None:
-            if not path.exists():
-                return
-            with EventLog(path, read_only=True) as event_log:
-                after = -1
-                while batch := event_log.read(after_id=after, limit=1000):
-                    for event in batch:
-                        fold.apply(event)
-                    after = batch[-1].id
-
-        await asyncio.to_thread(fold_log)
+        events = self.events(conversation_id)
+        try:
+            after = -1
+            while batch := await events.read(after, REBUILD_BATCH):
+                for event in batch:
+                    fold.apply(event)
+                after = batch[-1].id
+        finally:
+            events.close()
         if meta is not None:
             fields = fold.snapshot(include_title=meta.title is None)
             if fields.get("title") is not None:
@@ -136,7 +199,7 @@ class EventHub:
         if relay is None:
             relay = EventRelay(
                 conversation_id,
-                self._log_path(conversation_id),
+                self.events(conversation_id),
                 last_id=self.fold_for(conversation_id).last_event_id,
                 on_event=lambda event: self._on_event(conversation_id, event),
                 on_upstream_closed=self._on_upstream_closed,

@@ -169,6 +169,7 @@ class Launcher:
                     raise ConversationStartError(
                         f"the runtime could not start the conversation: {exc.message}"
                     ) from exc
+                runtime.bound = True
                 # Fold what the runtime logged while starting (STARTING_RUNTIME, READY...)
                 # before the start returns: relayed later, it would turn the status the
                 # caller sees back to STARTING for a moment.

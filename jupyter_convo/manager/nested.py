@@ -21,14 +21,16 @@ manager per data dir, ``owner.py``) and also takes over runtimes that lost their
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..agent.settings import AgentSettings, LLMConfig
 from ..events.inputs import UserInput
+from ..events.log import EventPage
 from ..events.redact import SecretRegistry
 from ..events.schema import ConversationStatus, ErrorEvent, Event
 from ..runtime.models import InitialMessage
@@ -118,6 +120,7 @@ class NestedConversationManager(ConversationManager):
         self.hub = EventHub(
             self.store,
             log_path=self._log_path,
+            runtime_client=self._bound_client,
             clean_title=self._clean_title,
             in_use=lambda cid: cid in self.admission.owners(),
             on_upstream_closed=self.supervisor.upstream_closed,
@@ -207,6 +210,12 @@ class NestedConversationManager(ConversationManager):
         if meta is None:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
         return meta
+
+    def _bound_client(self, conversation_id: str) -> RuntimeClient | None:
+        """The client of the conversation's runtime while it is bound and has not ended:
+        then the runtime, not the files, answers for its events."""
+        runtime = self.supervisor.get(conversation_id)
+        return runtime.client if runtime is not None and runtime.bound else None
 
     def _ready_client(self, conversation_id: str) -> RuntimeClient | None:
         runtime = self.supervisor.get(conversation_id)
@@ -432,6 +441,7 @@ class NestedConversationManager(ConversationManager):
         """Graceful stop (the supervisor's protocol), then the last events and STOPPED."""
         conversation_id = runtime.conversation_id
         await self.supervisor.stop(runtime)
+        runtime.bound = False  # it has ended: its log is read from the files now
         relay = self.hub.relay(conversation_id)
         if relay is not None:
             await relay.wait_upstream_done(UPSTREAM_DRAIN_TIMEOUT)
@@ -523,6 +533,20 @@ class NestedConversationManager(ConversationManager):
     async def publish(self, conversation_id: str, event: Event) -> None:
         self.hub.publish(conversation_id, event)
 
+    async def search_events(self, conversation_id: str, **query: Any) -> EventPage | None:
+        client = self._bound_client(conversation_id)
+        if client is None:
+            return None
+        with _runtime_query_errors():
+            return await client.search_events(**query)
+
+    async def count_events(self, conversation_id: str, **query: Any) -> int | None:
+        client = self._bound_client(conversation_id)
+        if client is None:
+            return None
+        with _runtime_query_errors():
+            return await client.count_events(**query)
+
     async def list_files(self, conversation_id: str, path: str | None = None) -> list[str]:
         return await self.workspace.list_files(conversation_id, path)
 
@@ -567,6 +591,17 @@ def _runtime_name(handle: RuntimeHandle) -> str:
     if handle.pid is not None:
         return f"pid {handle.runtime_id}"
     return f"{handle.kind} {handle.runtime_id[:12]}"
+
+
+@contextlib.contextmanager
+def _runtime_query_errors() -> Iterator[None]:
+    """A filter the runtime refuses is a ValueError (400); no answer, not running (409)."""
+    try:
+        yield
+    except RuntimeBadRequest as exc:
+        raise ValueError(exc.message) from exc
+    except RuntimeClientError as exc:
+        raise ConversationNotRunning(f"the runtime did not answer: {exc.message}") from exc
 
 
 def _describe_exit(code: int | None) -> str:

@@ -105,7 +105,9 @@ class Recovery:
             await client.aclose()
             await self.sandbox.kill(handle)
             return False
-        runtime = ManagedRuntime(conversation_id, meta.user_id, handle, client, ready=True)
+        runtime = ManagedRuntime(
+            conversation_id, meta.user_id, handle, client, ready=True, bound=True
+        )
         self.supervisor.runtimes[conversation_id] = runtime
         fold = await self.hub.rebuild_metadata(conversation_id)
         relay = self.hub.relay_for(conversation_id)

@@ -34,6 +34,8 @@ class ManagedRuntime:
     client: RuntimeClient
     ready: bool = False
     stopping: bool = False
+    # Bound to its conversation and not yet ended: its routes are the way to its events.
+    bound: bool = False
     watcher: asyncio.Task[None] | None = None
 
 
