@@ -28,6 +28,7 @@ from _stats import Figure, markdown_table
 from jupyter_convo.agent.settings import AgentSettings, LLMConfig
 from jupyter_convo.manager.config import ManagerConfig
 from jupyter_convo.manager.nested import NestedConversationManager
+from jupyter_convo.manager.sandboxes import make_sandbox
 from jupyter_convo.store.conversations import StartTaskStatus
 
 S = StartTaskStatus
@@ -55,10 +56,16 @@ async def one_start(manager: NestedConversationManager) -> dict[str, float]:
     }
 
 
-async def measure_case(name: str, runs: int, **config: Any) -> list[Figure]:
+async def measure_case(
+    name: str, runs: int, traits: dict[str, Any] | None = None, **config: Any
+) -> list[Figure]:
+    """``config``: ManagerConfig fields; ``traits``: the sandbox's own (c.<Sandbox>.*)."""
     with tempfile.TemporaryDirectory(prefix="bench-start-") as tmp:
+        manager_config = ManagerConfig(
+            data_dir=Path(tmp), keep_runtimes_on_shutdown=False, **config
+        )
         manager = NestedConversationManager(
-            ManagerConfig(data_dir=Path(tmp), keep_runtimes_on_shutdown=False, **config)
+            manager_config, sandbox=make_sandbox(manager_config, **(traits or {}))
         )
         await manager.start()
         try:
@@ -79,8 +86,8 @@ async def main(runs: int, image: str, docker: bool) -> None:
     ]
     if docker:
         cases += [
-            ("docker cold", {"sandbox": "docker", "docker_image": image}),
-            ("docker warm", {"sandbox": "docker", "docker_image": image, "warm_pool_size": 1}),
+            ("docker cold", {"sandbox": "docker", "traits": {"image": image}}),
+            ("docker warm", {"sandbox": "docker", "traits": {"image": image}, "warm_pool_size": 1}),
         ]
     figures: list[Figure] = []
     for name, config in cases:

@@ -14,6 +14,7 @@ from .client import (
     ConvoClientError,
     ServerNotFound,
     ends_activity,
+    sandbox_problem,
 )
 from .events.text import event_text, transcript
 from .image import add_build_image_command
@@ -112,7 +113,28 @@ def cmd_show(client: ConvoClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_capabilities(client: ConvoClient, args: argparse.Namespace) -> int:
+    offered = client.capabilities()
+    rows = [
+        [
+            info["kind"] + (" (default)" if info["kind"] == offered["default_sandbox"] else ""),
+            "yes" if info["available"] else f"no: {info['reason']}",
+            info["description"],
+        ]
+        for info in offered["sandboxes"]
+    ]
+    print(_table(rows, ["sandbox", "available", "description"]))
+    agents = [agent["name"] for agent in offered["agents"]]
+    print(f"\nagent backends: {', '.join(agents) or '(the built-in agent only)'}")
+    return 0
+
+
 def cmd_start(client: ConvoClient, args: argparse.Namespace) -> int:
+    if args.sandbox is not None:
+        problem = sandbox_problem(client.capabilities(), args.sandbox)
+        if problem is not None:
+            print(f"jupyter convo start: {problem}", file=sys.stderr)
+            return 2
     options: dict[str, Any] = {"initial_message": args.task, "trigger": "cli"}
     for key, value in (
         ("title", args.title),
@@ -201,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task")
     p.add_argument("--title")
     p.add_argument("--model")
-    p.add_argument("--sandbox", choices=["process", "docker"])
+    p.add_argument(
+        "--sandbox", help="a sandbox kind the server offers (jupyter convo capabilities)"
+    )
     p.add_argument("--workspace", help="workspace folder (default: a new one per conversation)")
     p.add_argument("--confirm", action="store_true", help="ask before risky actions")
     p.add_argument("--max-iterations", type=int)
@@ -213,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--follow", "-f", action="store_true", help="print events until the agent rests")
     p.set_defaults(run=cmd_start)
+
+    p = sub.add_parser("capabilities", help="the sandbox kinds and agent backends on offer")
+    p.set_defaults(run=cmd_capabilities)
 
     p = sub.add_parser("send", help="send a message to a conversation")
     p.add_argument("id")

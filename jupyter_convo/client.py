@@ -50,6 +50,22 @@ def ends_activity(event: dict[str, Any]) -> bool:
     return event.get("kind") == "error" and str(event.get("code", "")).startswith("RUNTIME")
 
 
+def sandbox_problem(capabilities: dict[str, Any], kind: str) -> str | None:
+    """Why a new conversation cannot run in sandbox ``kind`` on the server that answered
+    ``capabilities``, naming what it offers; None when it can."""
+    kinds = {info["kind"]: info for info in capabilities.get("sandboxes", [])}
+    info = kinds.get(kind)
+    if info is not None and info.get("available"):
+        return None
+    offered = ", ".join(
+        name if item.get("available") else f"{name} (unavailable: {item.get('reason')})"
+        for name, item in sorted(kinds.items())
+    )
+    if info is None:
+        return f"unknown sandbox {kind!r}; the server offers: {offered or 'none'}"
+    return f"sandbox {kind!r} is not available: {info.get('reason')}; the server offers: {offered}"
+
+
 class ConvoClientError(Exception):
     """A request the server refused; ``status`` is the HTTP status, ``message`` its reason."""
 
@@ -421,6 +437,10 @@ class AsyncConvoClient:
 
     async def runtimes(self) -> list[dict[str, Any]]:
         return await self.request("GET", "runtimes")
+
+    async def capabilities(self) -> dict[str, Any]:
+        """The sandbox kinds and agent backends the server offers (``GET capabilities``)."""
+        return await self.request("GET", "capabilities")
 
 
 class _JsonListDecoder:

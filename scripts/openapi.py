@@ -27,6 +27,7 @@ from jupyter_convo.events.inputs import UserInput
 from jupyter_convo.events.schema import Event
 from jupyter_convo.manager.base import AgentLoopInfo, UploadResult
 from jupyter_convo.server import models as m
+from jupyter_convo.server.capabilities import Capabilities
 from jupyter_convo.server.skills import Skill
 from jupyter_convo.store.conversations import (
     ConversationMetadata,
@@ -464,6 +465,12 @@ def operations(components: Components) -> list[Operation]:
             body=SettingsUpdate,
             ok={200: ("the settings", UserSettings, "application/json")},
             errors={400: "a bad field"},
+        ),
+        Operation(
+            "/api/convo/capabilities",
+            "get",
+            "The sandbox kinds and agent backends this server offers new conversations",
+            ok={200: ("what the server offers", Capabilities, "application/json")},
         ),
         Operation(
             "/api/convo/runtimes",

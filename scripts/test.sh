@@ -38,6 +38,8 @@ echo "== lint and types"
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
 "$PYTHON" -m mypy
+# Imports only go down the layers (docs/architecture.md, "Layers"; contracts in pyproject.toml).
+lint-imports --no-cache
 
 PYTEST_UI=()
 if [[ ${CONVO_SKIP_UI:-0} == 1 ]]; then

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode
+from traitlets import Bool, Float, Int, Unicode
 
 from ..share.arguments import (
     add_export_arguments,
@@ -40,7 +40,7 @@ def _named_cell_magic(name: str) -> Callable[[_F], _F]:
 
 
 USAGE = """\
-%convo start "task" [--model M] [--sandbox process|docker] [--workspace DIR] [--confirm]
+%convo start "task" [--model M] [--sandbox KIND] [--workspace DIR] [--confirm]
              [--no-confirm] [--title T] [--max-iterations N] [--budget USD] [--no-network]
              [--kernel]
 %convo send [ID] "message"     %convo stop [ID]     %convo resume [ID]
@@ -61,7 +61,8 @@ start     Start a conversation on TASK and show its live view. `conv = %convo st
           conv.last_message, conv.metrics.
             --model M            LLM model (default: c.ConvoMagics.default_model, then
                                  your settings / the server's)
-            --sandbox KIND       process (a local subprocess) or docker
+            --sandbox KIND       where the runtime runs: a kind the server offers
+                                 (%convo status lists them; default: the server's)
             --workspace DIR      the agent's working directory (relative to this
                                  notebook; must be inside the Jupyter root)
             --confirm            ask before risky actions (confirmation mode)
@@ -140,7 +141,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_start_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model")
-    parser.add_argument("--sandbox", choices=["process", "docker"])
+    parser.add_argument("--sandbox")
     parser.add_argument("--workspace")
     confirm = parser.add_mutually_exclusive_group()
     confirm.add_argument("--confirm", dest="confirm", action="store_true", default=None)
@@ -241,6 +242,16 @@ class ConversationList:
         printer.text(repr(self))
 
 
+def _offered_sandboxes(capabilities: dict[str, Any]) -> str:
+    """``process (default), docker (unavailable: ...)``: what ``GET capabilities`` offers."""
+    return ", ".join(
+        info["kind"]
+        + (" (default)" if info["kind"] == capabilities["default_sandbox"] else "")
+        + ("" if info["available"] else f" (unavailable: {info['reason']})")
+        for info in capabilities["sandboxes"]
+    )
+
+
 @magics_class
 class ConvoMagics(Magics):
     """The ``%convo`` line magic and ``%%convo`` cell magic."""
@@ -255,11 +266,13 @@ class ConvoMagics(Magics):
     default_model = Unicode(
         "", config=True, help="Model for new conversations when --model is not given."
     )
-    default_sandbox = CaselessStrEnum(
-        ["", "process", "docker"],
-        default_value="",
+    default_sandbox = Unicode(
+        "",
         config=True,
-        help="Sandbox for new conversations when --sandbox is not given ('' = server's).",
+        help=(
+            "Sandbox kind for new conversations when --sandbox is not given (one the server "
+            "offers: %convo status). Default: '' (the server's)."
+        ),
     )
     live_view = Bool(
         True,
@@ -366,7 +379,7 @@ class ConvoMagics(Magics):
     def convo(self, line: str) -> Any:
         """Run, watch and steer AI agent conversations (``%convo help`` for everything).
 
-        %convo start "task" [--model M] [--sandbox process|docker] [--workspace DIR]
+        %convo start "task" [--model M] [--sandbox KIND] [--workspace DIR]
                      [--confirm | --no-confirm] [--title T] [--max-iterations N]
                      [--budget USD] [--kernel] [--no-view]
         %convo send [ID] "message" | stop [ID] | resume [ID] | show [ID] | list | status [ID]
@@ -422,16 +435,22 @@ class ConvoMagics(Magics):
         sandbox = args.sandbox or self.default_sandbox or None
         confirm = args.confirm
         if args.kernel:
-            if args.sandbox == "docker":  # a configured default gives way to --kernel
+            if args.sandbox not in (None, "process"):  # a configured default gives way
                 raise UsageError(
                     "%convo start: --kernel needs the process sandbox (the agent connects to "
                     "this kernel on this machine)\n" + USAGE
                 )
             options["kernel_connection_file"] = _kernel_connection_file()
             options["extra_instructions"] = KERNEL_MODE_INSTRUCTIONS
-            sandbox = "process"
+            sandbox = "process"  # the sandbox that shares this machine with the kernel
             if confirm is None:
                 confirm = self.kernel_confirmation
+        if sandbox is not None:
+            from ..client import sandbox_problem
+
+            problem = sandbox_problem(self.client.capabilities(), sandbox)
+            if problem is not None:
+                raise UsageError(f"%convo start: {problem}\n{USAGE}")
         if args.max_iterations is not None and args.max_iterations < 1:
             raise UsageError(f"%convo start: --max-iterations must be at least 1\n{USAGE}")
         if args.budget is not None and args.budget <= 0:
@@ -549,6 +568,7 @@ class ConvoMagics(Magics):
         if args.id is None and self.current is None:
             runtimes = self.client.runtimes()
             lines.append(f"Running agent loops: {len(runtimes)}")
+            lines.append(f"Sandboxes: {_offered_sandboxes(self.client.capabilities())}")
             lines.append("No current conversation (start one with %convo start).")
             print("\n".join(lines))
             return

@@ -9,15 +9,22 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from ..agent.settings import AgentSettings, LLMConfig
 from ..events.inputs import UserInput
+from ..events.log import EventPage
 from ..events.schema import Event, event_to_json
 from ..runtime.models import InitialMessage
 from ..store.conversations import ConversationMetadata, StartTask
+
+if TYPE_CHECKING:
+    from ..store.conversations import ConversationStore
+    from ..store.settings import SettingsStore
+    from .config import ManagerConfig
+    from .sandboxes.base import Sandbox
 
 
 class AgentLoopInfo(BaseModel):
@@ -26,7 +33,7 @@ class AgentLoopInfo(BaseModel):
     conversation_id: str
     user_id: str | None
     status: str  # ConversationStatus value
-    sandbox: str  # "process" | "docker"
+    sandbox: str  # the sandbox kind
     runtime_url: str | None = None
     runtime_id: str | None = None  # pid or container id
     started_at: datetime | None = None
@@ -76,6 +83,19 @@ class ConversationManager(ABC):
     # so that a second server refused the data dir can name this one.
     owner_details: dict[str, Any] = {}
 
+    def __init__(
+        self,
+        config: ManagerConfig,
+        *,
+        store: ConversationStore | None = None,
+        sandbox: Sandbox | None = None,
+        settings_store: SettingsStore | None = None,
+    ) -> None:
+        """How the server builds any manager class (``c.ConvoExtension.manager_class``):
+        its settings, the store it shares with the routes, the configured sandbox and the
+        users' settings (whose secrets titles hide)."""
+        self.config = config
+
     # --- lifecycle of the manager ---------------------------------------------------------
 
     @abstractmethod
@@ -85,6 +105,18 @@ class ConversationManager(ABC):
     @abstractmethod
     async def shutdown(self) -> None:
         """Close upstream connections; stop runtimes unless configured to keep them."""
+
+    # --- stored events ----------------------------------------------------------------------
+
+    async def search_events(self, conversation_id: str, **query: Any) -> EventPage | None:
+        """``events/search`` answered by the conversation's running runtime (``query``: the
+        log's search arguments); None when no runtime runs, and the caller reads the log
+        file. ValueError: a filter the runtime refused."""
+        return None
+
+    async def count_events(self, conversation_id: str, **query: Any) -> int | None:
+        """``events/count`` by the running runtime, as ``search_events``."""
+        return None
 
     # --- conversations ----------------------------------------------------------------------
 

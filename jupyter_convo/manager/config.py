@@ -6,14 +6,11 @@ one directly over a temporary data directory.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SandboxKind = Literal["process", "docker", "kubernetes"]
 MIB = 1024 * 1024
 
 
@@ -27,9 +24,9 @@ class ManagerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: Path
-    # Where runtimes run: local processes, Docker containers (the docker_* fields) or
-    # Kubernetes pods (c.KubernetesSandbox.*).
-    sandbox: SandboxKind = "process"
+    # Where runtimes run: a kind registered under the jupyter_convo.sandboxes entry points
+    # (each kind's own settings are its traits, c.<SandboxClass>.*).
+    sandbox: str = Field(default="process", min_length=1)
     # Running conversations per user; starting one more stops the oldest.
     max_concurrent_conversations: int = Field(default=5, ge=1)
     # Idle runtimes started ahead of time and bound to the next new conversations.
@@ -46,8 +43,6 @@ class ManagerConfig(BaseModel):
     # Stopped conversations not updated for this long are deleted on manager start;
     # None keeps them forever.
     conversation_max_age_seconds: float | None = Field(default=None, gt=0)
-    # The interpreter that runs ``python -m jupyter_convo.runtime``.
-    python_executable: str = sys.executable
     # Written into runtime.json so a restarted server can tell who started a runtime.
     server_instance_id: str = Field(default_factory=_new_instance_id)
     # Graceful stop: status polls after POST stop, their interval, then the TERM->KILL grace.
@@ -56,12 +51,6 @@ class ManagerConfig(BaseModel):
     kill_grace_seconds: float = Field(default=5.0, gt=0)
     # Timeout of one REST call to a runtime.
     runtime_request_timeout: float = Field(default=30.0, gt=0)
-    # The docker sandbox: runtime image, engine URL (None: DOCKER_HOST or the default
-    # socket), and per-container limits (None: no limit; memory as "2g" or bytes).
-    docker_image: str = "jupyter-convo-runtime:latest"
-    docker_host: str | None = None
-    docker_cpus: float | None = Field(default=None, gt=0)
-    docker_memory: str | int | None = None
 
     @property
     def conversations_root(self) -> Path:

@@ -1,12 +1,13 @@
 """The event relay: one upstream WebSocket per running conversation, any number of readers.
 
 Every subscriber gets the conversation's events in id order, each once: first the stored
-ones after its ``after_id`` (read from ``events.jsonl``, which the runtime writes before it
-broadcasts), then live frames. A live frame that skips ids sends the subscriber back to the
-log for the missing ones, so nothing is lost when a subscriber joins mid-stream or falls
-behind. When the runtime is down there is no upstream and subscribers are served from the
-log alone; events the server itself appends (e.g. RUNTIME_DIED) arrive through
-``sync_from_log``.
+ones after its ``after_id`` (from the relay's ``EventSource``: the runtime's
+``events/search`` while it runs, the log file when it does not; the runtime logs an event
+before it broadcasts it), then live frames. A live frame that skips ids sends the
+subscriber back to the stored events for the missing ones, so nothing is lost when a
+subscriber joins mid-stream or falls behind. When the runtime is down there is no upstream
+and subscribers are served from the log alone; events the server itself appends (e.g.
+RUNTIME_DIED) arrive through ``sync_from_log``.
 
 Server-made notices (``publish``, e.g. a title change) go to current subscribers only: they
 are not in the log and keep the id they were given (normally -1).
@@ -18,16 +19,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable
-from pathlib import Path
+from typing import Protocol
 
 from pydantic import ValidationError
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from ..events.log import EventLog
 from ..events.schema import Event, event_from_json, event_to_json
 from .runtime_client import SESSION_KEY_HEADER
 
@@ -42,7 +41,6 @@ DEFAULT_MAILBOX_BYTES = 32 * 1024 * 1024
 FRAME_CACHE_BYTES = 16 * 1024 * 1024
 # Events carry whole tool outputs and images.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
-READER_CACHE_BYTES = 4 * 1024 * 1024
 CONNECT_TIMEOUT = 10.0
 
 
@@ -52,6 +50,16 @@ class _Marker:
 
     def __repr__(self) -> str:
         return self.name
+
+
+class EventSource(Protocol):
+    """Where a relay reads stored events (``manager.hub.ConversationEvents``)."""
+
+    async def read(self, after_id: int, limit: int) -> list[Event]:
+        """Up to ``limit`` stored events after ``after_id``, in id order."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class ConversationGone(Exception):
@@ -138,7 +146,7 @@ class EventRelay:
     def __init__(
         self,
         conversation_id: str,
-        log_path: Path,
+        source: EventSource,
         *,
         last_id: int = -1,
         on_event: Callable[[Event], None] | None = None,
@@ -148,7 +156,7 @@ class EventRelay:
         frame_cache_bytes: int = FRAME_CACHE_BYTES,
     ) -> None:
         self.conversation_id = conversation_id
-        self.log_path = log_path
+        self.source = source
         # The highest event id relayed so far (events up to it went to on_event).
         self.last_id = last_id
         self._on_event = on_event
@@ -157,8 +165,6 @@ class EventRelay:
         self._mailbox_bytes = mailbox_bytes
         self._frames = _FrameCache(frame_cache_bytes)
         self._mailboxes: set[_Mailbox] = set()
-        self._reader: EventLog | None = None
-        self._reader_lock = threading.Lock()
         self._upstream: asyncio.Task[None] | None = None
         self._connection: WebSocketClientConnection | None = None
         self._detaching = False
@@ -205,20 +211,11 @@ class EventRelay:
 
     # --- the log --------------------------------------------------------------------------
 
-    def _read_log(self, after_id: int, limit: int) -> list[Event]:
-        """Stored events after ``after_id`` (runs in a worker thread)."""
-        with self._reader_lock:
-            if self.closed:
-                return []
-            if self._reader is None:
-                self._reader = EventLog(
-                    self.log_path, read_only=True, cache_bytes=READER_CACHE_BYTES
-                )
-            self._reader.refresh()
-            return self._reader.read(after_id=after_id, limit=limit)
-
     async def read_log(self, after_id: int, limit: int = LOG_BATCH) -> list[Event]:
-        return await asyncio.to_thread(self._read_log, after_id, limit)
+        """Stored events after ``after_id`` (from the source; none once closed)."""
+        if self.closed:
+            return []
+        return await self.source.read(after_id, limit)
 
     async def sync_from_log(self) -> int:
         """Relay stored events past ``last_id`` (only while no upstream is attached, so the
@@ -337,7 +334,7 @@ class EventRelay:
                     if item.id <= last:
                         continue
                     if item.id > last + 1:
-                        # Ids between were relayed before we joined: they are in the log.
+                        # Ids between were relayed before we joined: they are stored.
                         for event in await self.read_log(last, item.id - last - 1):
                             if event.id < item.id:
                                 yield event
@@ -364,7 +361,4 @@ class EventRelay:
         self._frames.clear()
         for mailbox in self._mailboxes:
             mailbox.push(_GONE if gone else _CLOSED)
-        with self._reader_lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
+        self.source.close()

@@ -14,6 +14,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from ..events.inputs import UserInput
+from ..events.log import MAX_PAGE_LIMIT, EventPage
 from ..events.schema import Event, event_from_dict
 from ..runtime.auth import SESSION_KEY_HEADER
 from ..runtime.models import ConversationInfo, CreateConversationRequest
@@ -139,6 +140,36 @@ class RuntimeClient:
     async def stop(self) -> None:
         await self._request("POST", f"{self.conversation_path}/stop")
 
+    # --- events (the log is the runtime's while it runs) -------------------------------------
+
+    async def search_events(self, **query: Any) -> EventPage:
+        """``events/search`` with the log's filters (None values left out; ``kind`` a
+        list); RuntimeBadRequest names a bad filter."""
+        response = await self._request(
+            "GET", f"{self.conversation_path}/events/search", params=_event_query(query)
+        )
+        return EventPage.model_validate_json(response.content)
+
+    async def count_events(self, **query: Any) -> int:
+        response = await self._request(
+            "GET", f"{self.conversation_path}/events/count", params=_event_query(query)
+        )
+        return int(response.json()["count"])
+
+    async def read_events(self, after_id: int, limit: int) -> list[Event]:
+        """Up to ``limit`` stored events after ``after_id``, in id order (pages of the
+        runtime's largest page)."""
+        events: list[Event] = []
+        while len(events) < limit:
+            page = await self.search_events(
+                after_id=after_id, limit=min(limit - len(events), MAX_PAGE_LIMIT)
+            )
+            if not page.items:
+                break
+            events.extend(page.items)
+            after_id = page.items[-1].id
+        return events
+
     # --- workspace ------------------------------------------------------------------------
 
     async def list_files(self, path: str | None = None) -> list[str]:
@@ -166,6 +197,17 @@ class RuntimeClient:
     async def workspace_zip(self) -> bytes:
         response = await self._request("GET", f"{self.conversation_path}/workspace.zip")
         return response.content
+
+
+def _event_query(query: dict[str, Any]) -> list[tuple[str, str]]:
+    """Query pairs for the runtime's event routes (repeated ``kind``, lower-case bools)."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in query.items():
+        if value is None:
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            pairs.append((name, str(item).lower() if isinstance(item, bool) else str(item)))
+    return pairs
 
 
 _ERRORS: dict[int, type[RuntimeClientError]] = {

@@ -16,14 +16,14 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from pydantic import ValidationError
-from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, default
+from traitlets import Bool, Float, Int, TraitError, Type, Unicode, default
 from traitlets.config import Configurable
 
 from ..manager.base import ConversationManager
 from ..manager.config import MIB, ManagerConfig
 from ..manager.owner import DataDirInUse
 from ..manager.sandboxes.confinement import Confinement
-from ..manager.sandboxes.kubernetes import KubernetesSandbox
+from ..manager.sandboxes.registry import UnknownSandboxKind, load_sandbox_class, sandbox_classes
 from ..store.conversations import ConversationStore
 from ..store.settings import SettingsStore
 from .handlers import SERVICES_KEY, routes
@@ -37,21 +37,29 @@ def _default_user_name() -> str:
         return "owner"
 
 
+# Old names of the docker sandbox's settings (before sandboxes were plug-ins): still read,
+# with a deprecation warning, into c.DockerSandbox.<new name>.
+DEPRECATED_DOCKER_TRAITS = {
+    "docker_image": "image",
+    "docker_host": "docker_host",
+    "docker_cpus": "cpus",
+    "docker_memory": "memory",
+}
+
+
 def build_manager(
+    manager_class: type[ConversationManager],
     config: ManagerConfig,
     store: ConversationStore,
     settings_store: SettingsStore | None = None,
     parent: Configurable | None = None,
 ) -> ConversationManager:
-    """The conversation manager for ``config`` (the nested-runtime manager); ``parent``
-    (the extension) configures its sandbox's ``c.Confinement``."""
-    from ..manager.nested import NestedConversationManager
+    """A ``manager_class`` for ``config`` over the sandbox ``config.sandbox`` names;
+    ``parent`` (the extension) configures the sandbox (``c.<SandboxClass>.*``)."""
     from ..manager.sandboxes import make_sandbox
 
-    sandbox = make_sandbox(config, confinement=Confinement(parent=parent), parent=parent)
-    return NestedConversationManager(
-        config, store=store, settings_store=settings_store, sandbox=sandbox
-    )
+    sandbox = make_sandbox(config, parent=parent)
+    return manager_class(config, store=store, settings_store=settings_store, sandbox=sandbox)
 
 
 class ConvoExtension(ExtensionApp):
@@ -60,9 +68,24 @@ class ConvoExtension(ExtensionApp):
     name = "jupyter_convo"
     description = __doc__
     load_other_extensions = True
-    # Listed so that --help-all and --generate-config show c.Confinement.* and
-    # c.KubernetesSandbox.* too (importing the latter imports no Kubernetes client).
-    classes = [*ExtensionApp.classes, Confinement, KubernetesSandbox]
+    # Listed so that --help-all and --generate-config show c.Confinement.* and every
+    # registered sandbox's c.<SandboxClass>.* too (added in __init__: they are plug-ins).
+    classes = [*ExtensionApp.classes, Confinement]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.classes = [*type(self).classes, *sandbox_classes()]
+
+    manager_class = Type(
+        default_value="jupyter_convo.manager.nested.NestedConversationManager",
+        klass="jupyter_convo.manager.base.ConversationManager",
+        config=True,
+        help=(
+            "The conversation manager class, built as manager_class(config, store=..., "
+            "settings_store=..., sandbox=...). "
+            "Default: jupyter_convo.manager.nested.NestedConversationManager."
+        ),
+    )
 
     data_dir = Unicode(
         config=True,
@@ -77,12 +100,16 @@ class ConvoExtension(ExtensionApp):
     def _default_data_dir(self) -> str:
         return os.path.join(jupyter_data_dir(), "convo")
 
-    sandbox = CaselessStrEnum(
-        ["process", "docker", "kubernetes"],
-        default_value="process",
+    sandbox = Unicode(
+        "process",
         config=True,
-        help="Where runtimes run: 'process' (a local subprocess), 'docker' or 'kubernetes' "
-        "(a pod per runtime, c.KubernetesSandbox.*; docs/kubernetes.md). Default: process.",
+        help=(
+            "Where runtimes run: a sandbox kind registered under the jupyter_convo.sandboxes "
+            "entry points (built in: 'process', a local subprocess; 'docker', a container; "
+            "'kubernetes', a pod per runtime, docs/kubernetes.md). "
+            "Each kind has its own settings, c.<SandboxClass>.*; GET api/convo/capabilities "
+            "lists the installed kinds. Default: process."
+        ),
     )
     max_concurrent_conversations = Int(
         5,
@@ -103,31 +130,20 @@ class ConvoExtension(ExtensionApp):
         help="Seconds from spawning a runtime to its ready signal before it fails. Default: 60.",
     )
     docker_image = Unicode(
-        "jupyter-convo-runtime:latest",
-        config=True,
-        help=(
-            "The docker sandbox's runtime image; build it with `jupyter convo build-image`. "
-            "Default: jupyter-convo-runtime:latest."
-        ),
+        config=True, help="Deprecated: use c.DockerSandbox.image (read into it, with a warning)."
     )
     docker_host = Unicode(
-        "",
         config=True,
-        help=(
-            "The Docker Engine API URL for the docker sandbox, e.g. "
-            "unix:///run/podman/podman.sock. Default: '' (DOCKER_HOST, else the default socket)."
-        ),
+        help="Deprecated: use c.DockerSandbox.docker_host (read into it, with a warning).",
     )
     docker_cpus = Float(
         None,
         allow_none=True,
         config=True,
-        help="CPUs per runtime container (docker sandbox), e.g. 1.5. Default: None (no limit).",
+        help="Deprecated: use c.DockerSandbox.cpus (read into it, with a warning).",
     )
     docker_memory = Unicode(
-        "",
-        config=True,
-        help="Memory per runtime container (docker sandbox), e.g. '2g'. Default: '' (no limit).",
+        config=True, help="Deprecated: use c.DockerSandbox.memory (read into it, with a warning)."
     )
     llm_model = Unicode(
         "",
@@ -219,11 +235,13 @@ class ConvoExtension(ExtensionApp):
             "import_max_unpacked_bytes": self.import_max_unpacked_bytes,
             "import_max_files": self.import_max_files,
             "conversation_max_age_seconds": self.conversation_max_age_seconds,
-            "docker_image": self.docker_image,
-            "docker_host": self.docker_host or None,
-            "docker_cpus": self.docker_cpus,
-            "docker_memory": self.docker_memory or None,
         }
+        try:
+            load_sandbox_class(self.sandbox)
+        except UnknownSandboxKind as exc:
+            raise TraitError(
+                f"invalid jupyter-convo configuration: c.ConvoExtension.sandbox: {exc}"
+            ) from None
         try:
             return ManagerConfig(**values)
         except ValidationError as exc:
@@ -232,14 +250,27 @@ class ConvoExtension(ExtensionApp):
             )
             raise TraitError(f"invalid jupyter-convo configuration: {problems}") from None
 
+    def _forward_deprecated_traits(self) -> None:
+        """Old ``c.ConvoExtension.docker_*`` settings still work: they become
+        ``c.DockerSandbox.*`` (unless that is set too), with a warning."""
+        given = self.config.ConvoExtension
+        target = self.config.DockerSandbox
+        for old, new in DEPRECATED_DOCKER_TRAITS.items():
+            if old not in given:
+                continue
+            self.log.warning("c.ConvoExtension.%s is deprecated: use c.DockerSandbox.%s", old, new)
+            if new not in target:
+                target[new] = given[old]
+
     def initialize_settings(self) -> None:
+        self._forward_deprecated_traits()
         config = self.manager_config()
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = ConversationStore(config.db_path)
         settings_store = SettingsStore(config.data_dir)
         assert self.serverapp is not None
         self.services = ConvoServices(
-            manager=build_manager(config, store, settings_store, parent=self),
+            manager=build_manager(self.manager_class, config, store, settings_store, parent=self),
             store=store,
             settings_store=settings_store,
             config=config,

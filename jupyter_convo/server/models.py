@@ -19,6 +19,8 @@ from ..store.titles import MAX_TITLE_CHARS
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 TRIGGER_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+# A sandbox kind's name (an entry point of jupyter_convo.sandboxes; GET capabilities).
+SANDBOX_KIND_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
 MAX_BATCH_IDS = 100
 MAX_TITLE_LENGTH = MAX_TITLE_CHARS
 
@@ -148,7 +150,7 @@ class CreateConversationRequest(ConversationOptions):
     image_urls: list[str] = Field(default_factory=list)
     title: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE_LENGTH)
     workspace: str | None = Field(default=None, min_length=1)
-    sandbox: Literal["process", "docker"] | None = None
+    sandbox: str | None = Field(default=None, pattern=SANDBOX_KIND_PATTERN)
     trigger: str = Field(default="gui", pattern=TRIGGER_PATTERN)
     replay: ReplayOptions | None = None
 

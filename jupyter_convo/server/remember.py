@@ -8,8 +8,9 @@ future conversations in that workspace follow it. The instruction text is our ow
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
-from ..events.log import EventLog
+from ..events.log import EventPage
 from ..events.schema import EVENT_KINDS, Event, event_to_dict
 from ..events.text import event_text
 
@@ -18,6 +19,8 @@ EVENTS_AFTER = 5
 # Bookkeeping events say nothing about the work itself.
 HIDDEN_KINDS: tuple[str, ...] = ("agent_state", "status", "llm_call", "title")
 _VISIBLE_KINDS: tuple[str, ...] = tuple(k for k in EVENT_KINDS if k not in HIDDEN_KINDS)
+# The conversation's events/search (the log's arguments), wherever its events are.
+Search = Callable[..., Awaitable[EventPage]]
 _TAGGED = re.compile(r"<update_prompt>(.*?)</update_prompt>", re.DOTALL)
 
 SYSTEM_INSTRUCTIONS = """\
@@ -41,14 +44,13 @@ Events:
 USER_REQUEST = "Write the instruction for updating AGENTS.md from these events."
 
 
-def contextual_events(log: EventLog, event_id: int) -> list[Event]:
+async def contextual_events(search: Search, event_id: int) -> list[Event]:
     """Up to ``EVENTS_BEFORE`` visible events up to ``event_id`` (included) and
-    ``EVENTS_AFTER`` after it, in order."""
-    before = log.search(
-        before_id=event_id + 1, kind=_VISIBLE_KINDS, reverse=True, limit=EVENTS_BEFORE
-    ).items
-    after = log.search(after_id=event_id, kind=_VISIBLE_KINDS, limit=EVENTS_AFTER).items
-    return [*reversed(before), *after]
+    ``EVENTS_AFTER`` after it, in order (``search``: the conversation's events/search)."""
+    kinds = list(_VISIBLE_KINDS)
+    before = await search(before_id=event_id + 1, kind=kinds, reverse=True, limit=EVENTS_BEFORE)
+    after = await search(after_id=event_id, kind=kinds, limit=EVENTS_AFTER)
+    return [*reversed(before.items), *after.items]
 
 
 def render_events(events: list[Event], marked_id: int) -> str:

@@ -13,6 +13,7 @@ import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from jupyter_server.auth.identity import (
     IdentityProvider,
@@ -24,7 +25,7 @@ from jupyter_server.auth.identity import (
 from ..agent.settings import AgentSettings
 from ..agent.workspace import WorkspaceError, check_path_length
 from ..events.inputs import MessageInput, UserInput
-from ..events.log import EventLog
+from ..events.log import EventLog, EventPage
 from ..events.redact import SecretRegistry
 from ..manager.base import ConversationManager, ConversationNotRunning
 from ..manager.config import ManagerConfig
@@ -193,6 +194,21 @@ class ConvoServices:
             self._logs.move_to_end(conversation_id)
             event_log.refresh()
         return event_log
+
+    async def search_events(self, conversation_id: str, **query: Any) -> EventPage:
+        """``events/search``: by the runtime while it runs, else from the log file (the
+        one channel: the server reads a conversation's files only when its runtime is
+        down). ValueError names a bad filter."""
+        page = await self.manager.search_events(conversation_id, **query)
+        if page is not None:
+            return page
+        return self.event_log(conversation_id).search(**query)
+
+    async def count_events(self, conversation_id: str, **query: Any) -> int:
+        count = await self.manager.count_events(conversation_id, **query)
+        if count is not None:
+            return count
+        return self.event_log(conversation_id).count(**query)
 
     def forget_log(self, conversation_id: str) -> None:
         event_log = self._logs.pop(conversation_id, None)

@@ -10,9 +10,10 @@ file. Export writes it, import and replay check it.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 FORMAT_NAME = "jupyter-convo-export"
 # 2: cassette lines may hold a request as a patch on the one before (agent/cassette.py).
@@ -126,3 +127,38 @@ __all__ = [
     "WorkspaceSummary",
     "sha256_hex",
 ]
+
+
+class ShareFormatError(ValueError):
+    """The upload is not a valid export; the message names the problem."""
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """``manifest.json`` checked for format name and version."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ShareFormatError(f"{MANIFEST_FILE} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ShareFormatError(f"{MANIFEST_FILE} is nested too deeply") from None
+    if not isinstance(raw, dict):
+        raise ShareFormatError(f"{MANIFEST_FILE} must hold a JSON object")
+    if raw.get("format", FORMAT_NAME) != FORMAT_NAME:
+        raise ShareFormatError(f"{MANIFEST_FILE} is not a jupyter-convo export manifest")
+    version = raw.get("format_version")
+    if version not in SUPPORTED_FORMAT_VERSIONS or isinstance(version, bool):
+        known = ", ".join(str(v) for v in sorted(SUPPORTED_FORMAT_VERSIONS))
+        raise ShareFormatError(
+            f"unknown format version {version!r} (this jupyter-convo reads version {known}); "
+            "a newer jupyter-convo may read it"
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise ShareFormatError(f"{MANIFEST_FILE} is invalid: {first_error(exc)}") from None
+
+
+def first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "(root)"
+    return f"{where}: {error['msg']}"

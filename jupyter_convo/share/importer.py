@@ -40,15 +40,16 @@ from ..store.titles import MAX_TITLE_CHARS, clean_title
 from .format import (
     CASSETTE_FILE,
     EVENTS_FILE,
-    FORMAT_NAME,
     FORMAT_VERSION,
     IMPORT_RECORD_FILE,
     MANIFEST_FILE,
     META_FILE,
     REQUIRED_FILES,
-    SUPPORTED_FORMAT_VERSIONS,
     WORKSPACE_PREFIX,
     Manifest,
+    ShareFormatError,
+    first_error,
+    parse_manifest,
 )
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,6 @@ CHUNK = 1024 * 1024
 MAX_MANIFEST_BYTES = 4 * MIB
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _TOP_LEVEL = frozenset({MANIFEST_FILE, *REQUIRED_FILES})
-
-
-class ShareFormatError(ValueError):
-    """The upload is not a valid export; the message names the problem."""
 
 
 class ImportTooLarge(ShareFormatError):
@@ -220,37 +217,6 @@ def too_large_message(budget: int, limits: ImportLimits) -> str:
     return f"zip bomb: the entries unpack to more than {budget} bytes ({why})"
 
 
-def parse_manifest(data: bytes) -> Manifest:
-    """``manifest.json`` checked for format name and version."""
-    try:
-        raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ShareFormatError(f"{MANIFEST_FILE} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ShareFormatError(f"{MANIFEST_FILE} is nested too deeply") from None
-    if not isinstance(raw, dict):
-        raise ShareFormatError(f"{MANIFEST_FILE} must hold a JSON object")
-    if raw.get("format", FORMAT_NAME) != FORMAT_NAME:
-        raise ShareFormatError(f"{MANIFEST_FILE} is not a jupyter-convo export manifest")
-    version = raw.get("format_version")
-    if version not in SUPPORTED_FORMAT_VERSIONS or isinstance(version, bool):
-        known = ", ".join(str(v) for v in sorted(SUPPORTED_FORMAT_VERSIONS))
-        raise ShareFormatError(
-            f"unknown format version {version!r} (this jupyter-convo reads version {known}); "
-            "a newer jupyter-convo may read it"
-        )
-    try:
-        return Manifest.model_validate(raw)
-    except ValidationError as exc:
-        raise ShareFormatError(f"{MANIFEST_FILE} is invalid: {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "(root)"
-    return f"{where}: {error['msg']}"
-
-
 # --- unpacking ------------------------------------------------------------------------------
 
 
@@ -348,7 +314,7 @@ def check_contents(staging: Path, format_version: int = FORMAT_VERSION) -> Conte
     try:
         metadata = ConversationMetadata.model_validate_json((staging / META_FILE).read_bytes())
     except ValidationError as exc:
-        raise ShareFormatError(f"{META_FILE} is invalid: {_first_error(exc)}") from None
+        raise ShareFormatError(f"{META_FILE} is invalid: {first_error(exc)}") from None
     if metadata.title is not None and len(metadata.title) > MAX_TITLE_CHARS:
         raise ShareFormatError(
             f"{META_FILE} is invalid: title: it has {len(metadata.title)} characters; "
@@ -371,7 +337,7 @@ def check_events(path: Path) -> tuple[int, int]:
             event = event_from_json(line)
         except ValidationError as exc:
             raise ShareFormatError(
-                f"{EVENTS_FILE} line {number} is not a valid event: {_first_error(exc)}"
+                f"{EVENTS_FILE} line {number} is not a valid event: {first_error(exc)}"
             ) from None
         if event.id <= last_id:
             raise ShareFormatError(

@@ -17,8 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .format import MANIFEST_FILE
-from .importer import ShareFormatError, parse_manifest
+from .format import MANIFEST_FILE, ShareFormatError, parse_manifest
 
 REPLAY_MODES = ("actions", "cassette")
 # The server's conversation ids (server.models.ID_PATTERN).

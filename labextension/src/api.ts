@@ -3,6 +3,7 @@
  */
 import { requestAPI } from './handler';
 import {
+  ICapabilities,
   IConversation,
   IConversationPage,
   ICreateConversation,
@@ -127,5 +128,9 @@ export const ConvoAPI = {
 
   getSettings(): Promise<IUserSettings> {
     return requestAPI<IUserSettings>('settings');
+  },
+
+  getCapabilities(): Promise<ICapabilities> {
+    return requestAPI<ICapabilities>('capabilities');
   }
 };

@@ -31,7 +31,8 @@ export interface IConvoSettings {
   notifications: boolean;
   openMode: 'tab' | 'split-right';
   defaultModel: string;
-  defaultSandbox: 'process' | 'docker';
+  /** A sandbox kind the server offers; '' for the server's default. */
+  defaultSandbox: string;
   defaultConfirmationMode: boolean;
 }
 
@@ -42,7 +43,7 @@ export const DEFAULT_SETTINGS: IConvoSettings = {
   notifications: true,
   openMode: 'split-right',
   defaultModel: '',
-  defaultSandbox: 'process',
+  defaultSandbox: '',
   defaultConfirmationMode: false
 };
 

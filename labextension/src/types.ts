@@ -34,6 +34,12 @@ export type IReplayOptions = Schemas['ReplayOptions'];
 /** `GET settings`: the user's display settings (never a secret value). */
 export type IUserSettings = Schemas['UserSettings'];
 
+/** `GET capabilities`: the sandbox kinds and agent backends the server offers. */
+export type ICapabilities = Schemas['Capabilities'];
+
+/** One sandbox kind of `GET capabilities`. */
+export type ISandboxKind = Schemas['SandboxKindInfo'];
+
 /** A display bundle of a Python output: MIME type to data. */
 export type MimeBundle = Record<string, unknown>;
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jupyter_convo.share.examples import describe, record_example
+from jupyter_convo.testing.examples import describe, record_example
 
 HERE = Path(__file__).resolve().parent
 

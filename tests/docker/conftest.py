@@ -27,6 +27,7 @@ from docker_helpers import MakeManager, our_containers
 from jupyter_convo.agent.settings import AgentSettings
 from jupyter_convo.manager.config import ManagerConfig
 from jupyter_convo.manager.nested import NestedConversationManager
+from jupyter_convo.manager.sandboxes import make_sandbox
 from jupyter_convo.manager.sandboxes.docker import docker_sdk
 from jupyter_convo.testing import ScriptedLLM, llm_config_for
 
@@ -156,12 +157,15 @@ async def make_manager(
         values: dict[str, Any] = {
             "data_dir": data_dir,
             "sandbox": "docker",
-            "docker_image": runtime_image,
             "stop_poll_interval": 0.2,
             "kill_grace_seconds": 2.0,
         }
-        values.update(overrides)
-        manager = NestedConversationManager(ManagerConfig(**values))
+        # Other names are the docker sandbox's own traits (c.DockerSandbox.*).
+        traits = {"image": runtime_image}
+        for name, value in overrides.items():
+            (values if name in ManagerConfig.model_fields else traits)[name] = value
+        config = ManagerConfig(**values)
+        manager = NestedConversationManager(config, sandbox=make_sandbox(config, **traits))
         await manager.start()
         made.append(manager)
         return manager

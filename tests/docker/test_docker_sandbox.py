@@ -76,7 +76,7 @@ async def test_lifecycle_in_a_container(
             reply("third answer"),
         ]
     )
-    manager = await make_manager(docker_cpus=1.5, docker_memory="1g")
+    manager = await make_manager(cpus=1.5, memory="1g")
     cid = await create_ready(manager, settings, "write a note")
     stream = Collector(manager.subscribe(cid))
     await stream.wait_for(agent_says("first answer"), "the first answer")
@@ -200,7 +200,7 @@ async def test_server_restart_finds_the_container_and_streaming_resumes(
 async def test_missing_image_ends_the_start_in_error_saying_how_to_build_it(
     make_manager: MakeManager, settings: AgentSettings
 ) -> None:
-    manager = await make_manager(docker_image="jupyter-convo-runtime:no-such-tag")
+    manager = await make_manager(image="jupyter-convo-runtime:no-such-tag")
     task = await manager.create_conversation(user_id="ada", settings=settings)
     update = await final_update(manager, task)
     assert update.status is StartTaskStatus.ERROR

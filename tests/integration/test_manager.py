@@ -38,6 +38,7 @@ from jupyter_convo.manager.metadata import RUNTIME_DIED, TOO_MANY_CONVERSATIONS
 from jupyter_convo.manager.nested import NestedConversationManager
 from jupyter_convo.manager.owner import DataDirInUse
 from jupyter_convo.manager.runtime_client import RuntimeClient
+from jupyter_convo.manager.sandboxes import make_sandbox
 from jupyter_convo.manager.sandboxes.process import ProcessSandbox, pid_alive
 from jupyter_convo.runtime.auth import SESSION_KEY_ENV
 from jupyter_convo.runtime.models import CreateConversationRequest, InitialMessage
@@ -122,8 +123,13 @@ async def make_manager(data_dir: Path) -> AsyncIterator[MakeManager]:
     made: list[NestedConversationManager] = []
 
     async def make(**overrides: Any) -> NestedConversationManager:
-        config = ManagerConfig(data_dir=data_dir, **overrides)
-        manager = NestedConversationManager(config)
+        # Names that are not ManagerConfig's are the process sandbox's traits.
+        values: dict[str, Any] = {"data_dir": data_dir}
+        traits: dict[str, Any] = {}
+        for name, value in overrides.items():
+            (values if name in ManagerConfig.model_fields else traits)[name] = value
+        config = ManagerConfig(**values)
+        manager = NestedConversationManager(config, sandbox=make_sandbox(config, **traits))
         await manager.start()
         made.append(manager)
         return manager

@@ -110,6 +110,16 @@ def test_bad_input_and_no_server_are_said_plainly(
     bad_flag = cli(convo_server, "list", "--limit", "many", cwd=tmp_path)
     assert bad_flag.returncode == 2 and "invalid int value: 'many'" in bad_flag.stderr
 
+    # Sandbox kinds are the server's (GET capabilities): an unknown one is refused before
+    # anything starts, naming what the server offers.
+    offered = cli(convo_server, "capabilities", cwd=tmp_path)
+    assert offered.returncode == 0, offered.stderr
+    [process] = [line for line in offered.stdout.splitlines() if line.startswith("process")]
+    assert "(default)" in process and " yes " in process
+    unknown = cli(convo_server, "start", "x", "--sandbox", "k8s", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "unknown sandbox 'k8s'; the server offers: docker (unavailable" in unknown.stderr
+
     out_of_range = cli(convo_server, "list", "--limit", "1000", cwd=tmp_path)
     assert out_of_range.returncode == 1
     assert "the server answered 400" in out_of_range.stderr and "limit" in out_of_range.stderr

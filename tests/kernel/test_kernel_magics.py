@@ -156,6 +156,8 @@ def test_list_and_status(
     assert shell.run_cell("%convo status").success
     out = capsys.readouterr().out
     assert "Server: http://127.0.0.1:" in out and "No current conversation" in out
+    assert "Sandboxes: docker (unavailable: this server runs 'process'" in out
+    assert "process (default)" in out
 
     kernel_llm.add_script(say_hello_script("listed"), match=task_text)
     conv = start(shell, f'start "{task_text}" --title "Listed one"')
@@ -187,7 +189,8 @@ def test_help(shell: Any, magics: ConvoMagics, capsys: pytest.CaptureFixture[str
         ('%convo start "x" --bogus', "unrecognized arguments: --bogus"),
         ("%convo frobnicate", "invalid choice: 'frobnicate'"),
         ("%convo start", "the following arguments are required: task"),
-        ('%convo start "x" --sandbox k8s', "argument --sandbox: invalid choice: 'k8s'"),
+        # The kinds come from the server (GET capabilities), not from a list in the magics.
+        ('%convo start "x" --sandbox k8s', "unknown sandbox 'k8s'; the server offers: docker"),
         ('%convo start "x" --max-iterations many', "invalid int value: 'many'"),
         ('%convo start "x" --max-iterations 0', "--max-iterations must be at least 1"),
         ('%convo start "x" --budget -1', "--budget must be more than 0"),

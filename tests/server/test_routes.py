@@ -344,6 +344,21 @@ async def test_secrets_too_short_to_hide_are_refused(alice: Api, convo_data_dir:
     assert (await alice.get("settings"))["secret_names"] == []
 
 
+async def test_capabilities_list_the_installed_sandboxes_and_agents(
+    alice: Api, jp_serverapp: Any
+) -> None:
+    offered = await alice.get("capabilities")
+    kinds = {info["kind"]: info for info in offered["sandboxes"]}
+    assert offered["default_sandbox"] == "process"
+    assert kinds["process"]["available"] and kinds["process"]["description"]
+    # Registered, but one manager runs one kind: the others say why they cannot be used.
+    assert not kinds["docker"]["available"]
+    assert "runs 'process' runtimes" in kinds["docker"]["reason"]
+    assert isinstance(offered["agents"], list)
+    refused = await alice.error("POST", "conversations", body={"sandbox": "docker"})
+    assert refused.code == 400 and "docker" in refused.message
+
+
 async def test_remember_prompt_asks_the_conversation_llm(
     alice: Api, jp_serverapp: Any, scripted_llm: ScriptedLLM
 ) -> None:
@@ -398,6 +413,7 @@ async def test_not_found_and_bad_input(alice: Api, jp_serverapp: Any) -> None:
         ("PATCH", f"conversations/{cid}", {"raw_body": b"{not json"}, "not valid JSON"),
         ("POST", "conversations", {"body": {"max_iterations": 0}}, "max_iterations"),
         ("POST", "conversations", {"body": {"sandbox": "vm"}}, "sandbox"),
+        ("POST", "conversations", {"body": {"sandbox": "no/such"}}, "sandbox"),
         ("POST", "conversations", {"body": {"workspace": "/etc"}}, "workspace"),
         ("POST", "conversations", {"body": {"image_urls": ["x"]}}, "image_urls"),
         ("POST", f"conversations/{cid}/messages", {"body": {"text": ""}}, "text"),

@@ -10,10 +10,10 @@ from share_helpers import EXAMPLE, EXAMPLE_SPEC, executed_actions
 
 from jupyter_convo.agent.history import tool_call_for
 from jupyter_convo.events.schema import ActionBase
-from jupyter_convo.share.examples import EXAMPLE_TAG, record_run
 from jupyter_convo.share.normalize import observation_diff
 from jupyter_convo.share.replay import recorded_observations
 from jupyter_convo.share.source import load_source, source_from_conversation
+from jupyter_convo.testing.examples import EXAMPLE_TAG, record_run
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ from share_helpers import EXAMPLE, EXAMPLE_SPEC, STEP_TIMEOUT, ReplayTarget, exe
 from jupyter_convo.agent.history import build_messages, tool_call_for
 from jupyter_convo.events.inputs import MessageInput
 from jupyter_convo.events.schema import ActionBase, AgentState, LLMCallEvent, MessageEvent
-from jupyter_convo.share.examples import record_run
 from jupyter_convo.share.export import export_conversation
 from jupyter_convo.share.source import load_source, read_cassette
 from jupyter_convo.testing import ScriptedLLM, reply
+from jupyter_convo.testing.examples import record_run
 
 pytestmark = pytest.mark.integration
 

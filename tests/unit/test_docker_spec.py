@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from traitlets.config import Config, Configurable
 
 from jupyter_convo.cli import build_parser
 from jupyter_convo.image import (
@@ -70,10 +71,9 @@ def test_published_port_from_state_else_configuration() -> None:
 
 
 def test_config_selects_the_docker_sandbox(tmp_path: Path) -> None:
-    config = ManagerConfig(
-        data_dir=tmp_path, sandbox="docker", docker_image="x:y", docker_cpus=2, docker_memory="1g"
-    )
-    sandbox = make_sandbox(config)
+    config = ManagerConfig(data_dir=tmp_path, sandbox="docker")
+    traits = Config({"DockerSandbox": {"image": "x:y", "cpus": 2, "memory": "1g"}})
+    sandbox = make_sandbox(config, parent=Configurable(config=traits))
     assert isinstance(sandbox, DockerSandbox)
     assert (sandbox.image, sandbox.cpus, sandbox.memory) == ("x:y", 2, "1g")
     assert sandbox.keeps_environment

@@ -1,63 +1,40 @@
-"""Sandboxes: where runtimes run, ``process``, ``docker`` or ``kubernetes``, behind one
-interface.
+"""Sandboxes: where runtimes run, behind one interface; the kinds are plug-ins.
 
-``DockerSandbox`` and ``KubernetesSandbox`` are imported only when chosen: they need optional
-clients (the docker SDK, kubernetes_asyncio)."""
+Kinds are registered under the ``jupyter_convo.sandboxes`` entry points (``registry.py``);
+``DockerSandbox`` and any other kind are imported only when chosen."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from traitlets.config import Configurable
+from typing import TYPE_CHECKING, Any
 
 from .base import RuntimeHandle, Sandbox, SandboxStartError
-from .process import ProcessSandbox
+from .registry import UnknownSandboxKind, load_sandbox_class, sandbox_kinds
 
 if TYPE_CHECKING:
-    from ..config import ManagerConfig
-    from .confinement import Confinement
+    from traitlets.config import Configurable
 
-__all__ = ["ProcessSandbox", "RuntimeHandle", "Sandbox", "SandboxStartError", "make_sandbox"]
+    from ..config import ManagerConfig
+
+__all__ = [
+    "RuntimeHandle",
+    "Sandbox",
+    "SandboxStartError",
+    "UnknownSandboxKind",
+    "make_sandbox",
+    "sandbox_kinds",
+]
 
 
 def make_sandbox(
-    config: ManagerConfig,
-    *,
-    confinement: Confinement | None = None,
-    parent: Configurable | None = None,
+    config: ManagerConfig, *, parent: Configurable | None = None, **traits: Any
 ) -> Sandbox:
-    """The sandbox ``config.sandbox`` names; ``confinement`` (``c.Confinement.*``) jails
-    the process sandbox's tool processes (default: its defaults); ``parent`` (the
-    extension) configures the kubernetes sandbox (``c.KubernetesSandbox.*``)."""
-    if config.sandbox == "process":
-        return ProcessSandbox(
-            config.conversations_root,
-            python_executable=config.python_executable,
-            server_instance_id=config.server_instance_id,
-            max_upload_bytes=config.upload_max_bytes,
-            confinement=confinement,
-        )
-    if config.sandbox == "docker":
-        from .docker import DockerSandbox
-
-        return DockerSandbox(
-            config.conversations_root,
-            image=config.docker_image,
-            docker_host=config.docker_host,
-            cpus=config.docker_cpus,
-            memory=config.docker_memory,
-            server_instance_id=config.server_instance_id,
-            max_upload_bytes=config.upload_max_bytes,
-        )
-    if config.sandbox == "kubernetes":
-        from .kubernetes import KubernetesSandbox
-
-        return KubernetesSandbox(
-            config.conversations_root,
-            server_instance_id=config.server_instance_id,
-            max_upload_bytes=config.upload_max_bytes,
-            parent=parent,
-        )
-    raise ValueError(
-        f"unknown sandbox kind {config.sandbox!r}; expected 'process', 'docker' or 'kubernetes'"
+    """The sandbox ``config.sandbox`` names, configured from ``parent``'s config
+    (``c.<SandboxClass>.*``); ``traits`` set some directly (tests, benches)."""
+    cls = load_sandbox_class(config.sandbox)
+    return cls(
+        config.conversations_root,
+        server_instance_id=config.server_instance_id,
+        max_upload_bytes=config.upload_max_bytes,
+        parent=parent,
+        **traits,
     )

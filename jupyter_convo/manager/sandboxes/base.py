@@ -3,6 +3,10 @@
 The manager speaks only this interface, so a docker (or later a Kubernetes) sandbox drops in
 beside the process one. A sandbox knows processes or containers; it knows nothing of events,
 metadata or the runtime's REST API beyond ``/alive``.
+
+Each kind is a ``LoggingConfigurable`` (its own ``c.<Class>.*`` traits) registered under the
+``jupyter_convo.sandboxes`` entry-point group (``registry.py``), like jupyter_client's kernel
+provisioners.
 """
 
 from __future__ import annotations
@@ -10,13 +14,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from abc import ABC, abstractmethod
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from traitlets import MetaHasTraits
+from traitlets.config import LoggingConfigurable
 
 from ...agent.confine import ConfinementSpec
 
@@ -57,17 +63,44 @@ class SandboxStartError(RuntimeError):
     """A runtime did not come up; the message says why (shown in the start task)."""
 
 
-class Sandbox(ABC):
-    """Starts and stops runtimes of one kind and finds them again after a server restart."""
+class _SandboxMeta(ABCMeta, MetaHasTraits):
+    """Abstract methods on a configurable class (as jupyter_client's provisioners do)."""
+
+
+class Sandbox(LoggingConfigurable, metaclass=_SandboxMeta):
+    """Starts and stops runtimes of one kind and finds them again after a server restart.
+
+    ``conversations_root``, ``server_instance_id`` and ``max_upload_bytes`` come from the
+    manager; everything else a kind needs is its own traits (``c.<Class>.*``), read from
+    the ``parent`` (the server extension) it is made with.
+    """
 
     kind: ClassVar[str]
+    # One line for the API's list of sandbox kinds and the panel's form.
+    description: ClassVar[str] = ""
     # Whether a runtime keeps the environment it was created with across restarts (a
     # container does): then a warm-pool runtime must boot with its conversation's own key
     # rather than a throwaway one replaced at bind time.
     keeps_environment: ClassVar[bool] = False
 
-    def __init__(self, conversations_root: Path) -> None:
+    def __init__(
+        self,
+        conversations_root: Path,
+        *,
+        server_instance_id: str = "",
+        max_upload_bytes: int | None = None,
+        **traits: Any,
+    ) -> None:
+        super().__init__(**traits)
         self.conversations_root = conversations_root
+        self.server_instance_id = server_instance_id
+        self.max_upload_bytes = max_upload_bytes
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this kind cannot start runtimes on this machine (a missing optional
+        dependency...), or None. Cheap: the API's list of kinds calls it."""
+        return None
 
     def conversation_dir(self, conversation_id: str) -> Path:
         return self.conversations_root / conversation_id

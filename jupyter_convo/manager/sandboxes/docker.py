@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import logging
 import os
 import socket
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from traitlets import Float, Int, TraitError, Unicode, Union, default, validate
 
 from ...agent.confine import ConfinementSpec
 from .base import RuntimeHandle, Sandbox, SandboxStartError
@@ -81,32 +83,72 @@ class DockerSandbox(Sandbox):
     """Runtimes in containers of ``image`` on the engine at ``docker_host``."""
 
     kind = "docker"
+    description = "a container per conversation, through the Docker Engine API"
     # A container keeps the environment it was created with for life (an exited one is
     # started again with it): a warm one must boot with its conversation's own key.
     keeps_environment = True
 
-    def __init__(
-        self,
-        conversations_root: Path,
-        *,
-        image: str = DEFAULT_IMAGE,
-        docker_host: str | None = None,
-        cpus: float | None = None,
-        memory: str | int | None = None,
-        server_instance_id: str = "",
-        max_upload_bytes: int | None = None,
-        user: str | None = None,
-    ) -> None:
-        super().__init__(conversations_root.resolve())
-        self.image = image
-        self.docker_host = docker_host
-        self.cpus = cpus
-        self.memory = memory
-        self.server_instance_id = server_instance_id
-        self.max_upload_bytes = max_upload_bytes
-        self.user = user if user is not None else f"{os.getuid()}:{os.getgid()}"
+    image = Unicode(
+        DEFAULT_IMAGE,
+        config=True,
+        help=(
+            "The runtime image; build it with `jupyter convo build-image`. "
+            f"Default: {DEFAULT_IMAGE}."
+        ),
+    )
+    docker_host = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help=(
+            "The Docker Engine API URL, e.g. unix:///run/podman/podman.sock. "
+            "Default: None (DOCKER_HOST, else the default socket)."
+        ),
+    )
+    cpus = Float(
+        None,
+        allow_none=True,
+        config=True,
+        help="CPUs per runtime container, e.g. 1.5. Default: None (no limit).",
+    )
+    memory = Union(
+        [Int(), Unicode()],
+        default_value=None,
+        allow_none=True,
+        config=True,
+        help="Memory per runtime container, e.g. '2g' or bytes. Default: None (no limit).",
+    )
+    user = Unicode(
+        config=True,
+        help="The user:group containers run as. Default: the server's uid:gid.",
+    )
+
+    @default("user")
+    def _default_user(self) -> str:
+        return f"{os.getuid()}:{os.getgid()}"
+
+    @validate("cpus")
+    def _check_cpus(self, proposal: Any) -> float | None:
+        value = proposal["value"]
+        if value is not None and value <= 0:
+            raise TraitError(f"DockerSandbox.cpus must be more than 0, not {value}")
+        return value
+
+    def __init__(self, conversations_root: Path, **kwargs: Any) -> None:
+        super().__init__(conversations_root.resolve(), **kwargs)
+        # "" (the old c.ConvoExtension.docker_* way of saying "unset") means None.
+        self.docker_host = self.docker_host or None
+        self.memory = self.memory or None
         self._client: Any = None
         self._is_podman: bool | None = None
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        # A namespace package (origin None) is the checkout's docker/ folder, not the SDK.
+        spec = importlib.util.find_spec("docker")
+        if spec is None or spec.origin is None:
+            return "needs the docker SDK: pip install 'jupyter-convo[docker]'"
+        return None
 
     # --- the engine -------------------------------------------------------------------------
 
@@ -134,7 +176,7 @@ class DockerSandbox(Sandbox):
             raise SandboxStartError(
                 f"cannot reach a Docker engine at {self.engine_address} ({exc}). Start Docker "
                 "(or podman's API service: podman system service), or point "
-                "c.ConvoExtension.docker_host (or DOCKER_HOST) at a running engine."
+                "c.DockerSandbox.docker_host (or DOCKER_HOST) at a running engine."
             ) from exc
         components = version.get("Components") or [{}]
         self._is_podman = "podman" in str(components[0].get("Name", "")).lower()
@@ -323,7 +365,7 @@ class DockerSandbox(Sandbox):
             raise SandboxStartError(
                 f"the runtime image {self.image!r} is not in the Docker engine at "
                 f"{self.engine_address}: build it with `jupyter convo build-image --tag "
-                f"{self.image}`, or set c.ConvoExtension.docker_image to an image you have"
+                f"{self.image}`, or set c.DockerSandbox.image to an image you have"
             ) from exc
         except docker.errors.APIError as exc:
             if exc.status_code == 409:

@@ -22,8 +22,10 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
+from traitlets import Instance, Unicode
 
 from ...agent.confine import ConfinementSpec
 from ...spawn import with_default_signals
@@ -49,25 +51,33 @@ class ProcessSandbox(Sandbox):
     """Runtimes as local subprocesses sharing the server's filesystem."""
 
     kind = "process"
+    description = "a local subprocess per conversation (tools jailed by bubblewrap)"
 
-    def __init__(
-        self,
-        conversations_root: Path,
-        *,
-        python_executable: str = sys.executable,
-        server_instance_id: str = "",
-        host: str = "127.0.0.1",
-        max_upload_bytes: int | None = None,
-        confinement: Confinement | None = None,
-    ) -> None:
-        super().__init__(conversations_root)
-        self.confinement = confinement if confinement is not None else Confinement()
+    python_executable = Unicode(
+        sys.executable,
+        config=True,
+        help=(
+            "The interpreter that runs `python -m jupyter_convo.runtime` (it needs "
+            "jupyter-convo installed). Default: the server's own interpreter."
+        ),
+    )
+    host = Unicode(
+        "127.0.0.1",
+        config=True,
+        help="The address runtimes listen on and are reached at. Default: 127.0.0.1.",
+    )
+    confinement = Instance(
+        Confinement,
+        allow_none=True,
+        help="The jail of the agent's tool processes (configured as c.Confinement.*).",
+    )
+
+    def __init__(self, conversations_root: Path, **kwargs: Any) -> None:
+        super().__init__(conversations_root, **kwargs)
+        if self.confinement is None:
+            self.confinement = Confinement(parent=self)
         # Checked (and said, in the server log) once, when the server starts.
         self.confinement.announce()
-        self.max_upload_bytes = max_upload_bytes
-        self.python_executable = python_executable
-        self.server_instance_id = server_instance_id
-        self.host = host
         # Runtimes this sandbox spawned: waited on through asyncio, which also reaps them.
         self._children: dict[str, asyncio.subprocess.Process] = {}
         self._drains: set[asyncio.Task[None]] = set()
@@ -107,6 +117,7 @@ class ProcessSandbox(Sandbox):
         workspace: Path | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> RuntimeHandle:
+        assert self.confinement is not None
         refusal = self.confinement.refusal()
         if refusal is not None:
             raise SandboxStartError(refusal)
@@ -175,6 +186,7 @@ class ProcessSandbox(Sandbox):
         return handle
 
     def confinement_spec(self) -> ConfinementSpec:
+        assert self.confinement is not None
         return self.confinement.spec(self.conversations_root.parent)
 
     async def _ready_line(self, proc: asyncio.subprocess.Process, log_path: Path) -> dict[str, int]:

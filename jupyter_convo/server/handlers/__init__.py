@@ -28,7 +28,7 @@ from .events import (
 )
 from .extras import ExpConfigHandler, SkillsHandler
 from .files import FileContentHandler, FilesHandler, WorkspaceZipHandler
-from .settings import SettingsHandler
+from .settings import CapabilitiesHandler, SettingsHandler
 from .start_tasks import StartTaskCountHandler, StartTaskSearchHandler, StartTasksHandler
 
 API_PREFIX = "api/convo"
@@ -68,6 +68,7 @@ def routes() -> list[tuple[str, Any]]:
         (f"{API_PREFIX}/start-tasks", StartTasksHandler),
         (f"{API_PREFIX}/settings", SettingsHandler),
         (f"{API_PREFIX}/runtimes", RuntimesHandler),
+        (f"{API_PREFIX}/capabilities", CapabilitiesHandler),
         # Last: anything else under the prefix (a bad id, an unknown route) answers JSON.
         (f"{API_PREFIX}(?P<rest>/.*)?", UnknownRouteHandler),
     ]

@@ -1,13 +1,15 @@
 """A conversation's events: user inputs in, stored events out (search, count, remember).
 
-Reads go to the log file (read-only, refreshed per request), so they answer the same
-whether the runtime is running, stopped or dead. Inputs go to the running runtime; a
-message to a conversation that is not running restarts it with that message.
+Reads go to the runtime's own routes while it runs, and to the log file (read-only,
+refreshed per request) when it does not, so they answer the same whether the runtime is
+running, stopped or dead, and wherever the runtime keeps its files. Inputs go to the
+running runtime; a message to a conversation that is not running restarts it with it.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from pydantic import TypeAdapter, ValidationError
@@ -15,6 +17,7 @@ from tornado import web
 
 from ...agent.llm import LLMError
 from ...events.inputs import MessageInput, UserInput
+from ...events.log import EventPage
 from ...manager.base import ConversationNotRunning, ConversationStartError
 from ..models import EventFilters, EventSearchParams, RememberPromptParams, SendMessageRequest
 from ..remember import build_messages, contextual_events, extract_prompt
@@ -75,11 +78,12 @@ class EventSearchHandler(ConvoHandler):
     async def get(self, conversation_id: str) -> None:
         params = self.query(EventSearchParams)
         self.conversation(conversation_id)
-        event_log = self.services.event_log(conversation_id)
         try:
-            page = event_log.search(**params.model_dump())
+            page = await self.services.search_events(conversation_id, **params.model_dump())
         except ValueError as exc:
             fail(400, str(exc))
+        except ConversationNotRunning as exc:
+            self.not_running(conversation_id, exc)
         self.send_model(page)
 
 
@@ -89,11 +93,12 @@ class EventCountHandler(ConvoHandler):
     async def get(self, conversation_id: str) -> None:
         params = self.query(EventFilters)
         self.conversation(conversation_id)
-        event_log = self.services.event_log(conversation_id)
         try:
-            count = event_log.count(**params.model_dump())
+            count = await self.services.count_events(conversation_id, **params.model_dump())
         except ValueError as exc:
             fail(400, str(exc))
+        except ConversationNotRunning as exc:
+            self.not_running(conversation_id, exc)
         self.send_json({"count": count})
 
 
@@ -105,10 +110,14 @@ class RememberPromptHandler(ConvoHandler):
     async def get(self, conversation_id: str) -> None:
         params = self.query(RememberPromptParams)
         metadata = self.conversation(conversation_id)
-        event_log = self.services.event_log(conversation_id)
-        if event_log.get(params.event_id) is None:
+
+        async def search(**query: Any) -> EventPage:
+            return await self.services.search_events(conversation_id, **query)
+
+        marked = await search(after_id=params.event_id - 1, before_id=params.event_id + 1)
+        if not marked.items:
             fail(404, f"event {params.event_id} not found in conversation {conversation_id}")
-        events = contextual_events(event_log, params.event_id)
+        events = await contextual_events(search, params.event_id)
         settings = self.services.agent_settings(self.user_id, None, metadata)
         try:
             answer = await self.services.manager.request_llm_completion(

@@ -1,4 +1,5 @@
-"""``GET|PUT settings``: the user's defaults. Secrets are write-only: never returned."""
+"""``GET|PUT settings``: the user's defaults (secrets are write-only: never returned), and
+``GET capabilities``: what the server offers new conversations."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ...store.settings import SettingsError, SettingsUpdate
+from ..capabilities import server_capabilities
 from .base import ConvoHandler, fail
 
 
@@ -30,3 +32,12 @@ class SettingsHandler(ConvoHandler):
         except ValueError as exc:
             fail(400, f"invalid request body: {exc}")
         self.send_model(settings)
+
+
+class CapabilitiesHandler(ConvoHandler):
+    """``GET capabilities``: the sandbox kinds and agent backends this server offers."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.send_model(server_capabilities(self.services.config.sandbox))

@@ -435,6 +435,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/convo/capabilities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The sandbox kinds and agent backends this server offers new conversations */
+        get: operations["get_capabilities"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/convo/runtimes": {
         parameters: {
             query?: never;
@@ -456,6 +473,14 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * AgentBackendInfo
+         * @description One agent backend registered under ``jupyter_convo.agents``.
+         */
+        AgentBackendInfo: {
+            /** Name */
+            name: string;
+        };
         /**
          * AgentLoopInfo
          * @description A running agent loop as the server sees it.
@@ -540,6 +565,18 @@ export interface components {
              * @enum {string}
              */
             state: "paused" | "running" | "stopped";
+        };
+        /**
+         * Capabilities
+         * @description ``GET capabilities``.
+         */
+        Capabilities: {
+            /** Sandboxes */
+            sandboxes: components["schemas"]["SandboxKindInfo"][];
+            /** Default Sandbox */
+            default_sandbox: string;
+            /** Agents */
+            agents: components["schemas"]["AgentBackendInfo"][];
         };
         /** CommandEvent */
         CommandEvent: {
@@ -885,7 +922,7 @@ export interface components {
              * Sandbox
              * @default null
              */
-            sandbox?: ("process" | "docker") | null;
+            sandbox?: string | null;
             /**
              * Trigger
              * @default gui
@@ -1662,6 +1699,27 @@ export interface components {
              * @default
              */
             message: string;
+        };
+        /**
+         * SandboxKindInfo
+         * @description One sandbox kind this installation has.
+         */
+        SandboxKindInfo: {
+            /** Kind */
+            kind: string;
+            /**
+             * Description
+             * @default
+             */
+            description: string;
+            /** Available */
+            available: boolean;
+            /**
+             * Reason
+             * @description why it is not available
+             * @default null
+             */
+            reason: string | null;
         };
         /**
          * SandboxMount
@@ -3881,6 +3939,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not authorized */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_capabilities: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description what the server offers */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Capabilities"];
                 };
             };
             /** @description no credentials */

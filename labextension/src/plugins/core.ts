@@ -236,6 +236,14 @@ export const corePlugin: JupyterFrontEndPlugin<IConvoContext> = {
     void ConvoAPI.getSettings()
       .then(user => panel.form.setModelHint(user.llm_model))
       .catch(() => undefined);
+    // The sandbox kinds the server offers fill the form's choice.
+    void ConvoAPI.getCapabilities()
+      .then(offered =>
+        panel.form.setSandboxes(offered.sandboxes, offered.default_sandbox)
+      )
+      .catch(error =>
+        console.warn('jupyter-convo: cannot load the capabilities', error)
+      );
     return context;
   }
 };

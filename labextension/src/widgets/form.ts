@@ -6,12 +6,13 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { h } from '../render/events';
-import { ICreateConversation } from '../types';
+import { ICreateConversation, ISandboxKind } from '../types';
 
 /** Defaults the form starts from (the extension's settings). */
 export interface IFormDefaults {
   model: string;
-  sandbox: 'process' | 'docker';
+  /** A sandbox kind the server offers; '' for the server's default. */
+  sandbox: string;
   confirmationMode: boolean;
 }
 
@@ -49,18 +50,12 @@ export class NewConversationForm extends Widget {
       this._workspace.value = folder || '.';
     });
 
+    // Filled from the server's `GET capabilities` (setSandboxes); until then, and when
+    // nothing is chosen, the server's default sandbox.
     this._sandbox = document.createElement('select');
     this._sandbox.name = 'sandbox';
     this._sandbox.className = 'jp-mod-styled';
-    for (const [value, text] of [
-      ['process', 'Process (local subprocess)'],
-      ['docker', 'Docker container']
-    ]) {
-      const option = document.createElement('option');
-      option.value = value;
-      option.textContent = text;
-      this._sandbox.appendChild(option);
-    }
+    this.setSandboxes([], null);
 
     this._confirm = document.createElement('input');
     this._confirm.type = 'checkbox';
@@ -116,12 +111,42 @@ export class NewConversationForm extends Widget {
   reset(defaults: IFormDefaults): void {
     this._task.value = '';
     this._model.value = defaults.model;
-    this._sandbox.value = defaults.sandbox;
+    this._defaultSandbox = defaults.sandbox;
+    this._selectSandbox(defaults.sandbox);
     this._confirm.checked = defaults.confirmationMode;
     this._noNetwork.checked = false;
     this._workspace.value = '';
     this.setError('');
     this.setBusy(false);
+  }
+
+  /**
+   * The sandbox kinds the server offers (`GET capabilities`); those it cannot run now are
+   * shown disabled with the reason. The choice made so far is kept when still offered.
+   */
+  setSandboxes(kinds: ISandboxKind[], serverDefault: string | null): void {
+    const chosen = this._sandbox.value || this._defaultSandbox;
+    this._sandbox.replaceChildren();
+    const fallback = document.createElement('option');
+    fallback.value = '';
+    fallback.textContent = serverDefault
+      ? `Server default (${serverDefault})`
+      : 'Server default';
+    this._sandbox.appendChild(fallback);
+    for (const kind of kinds) {
+      const option = document.createElement('option');
+      option.value = kind.kind;
+      option.textContent = kind.description
+        ? `${kind.kind}: ${kind.description}`
+        : kind.kind;
+      option.disabled = !kind.available;
+      if (!kind.available && kind.reason) {
+        option.title = kind.reason;
+        option.textContent += ` (unavailable: ${kind.reason})`;
+      }
+      this._sandbox.appendChild(option);
+    }
+    this._selectSandbox(chosen);
   }
 
   /** The model placeholder: what the server will use when the field stays empty. */
@@ -149,10 +174,12 @@ export class NewConversationForm extends Widget {
   request(): ICreateConversation {
     const body: ICreateConversation = {
       initial_message: this._task.value.trim(),
-      sandbox: this._sandbox.value as 'process' | 'docker',
       confirmation_mode: this._confirm.checked,
       trigger: 'gui'
     };
+    if (this._sandbox.value) {
+      body.sandbox = this._sandbox.value;
+    }
     const model = this._model.value.trim();
     if (model) {
       body.model = model;
@@ -208,6 +235,14 @@ export class NewConversationForm extends Widget {
     void this._onSubmit(body);
   }
 
+  /** Select `kind` if it is offered and available, else the server's default. */
+  private _selectSandbox(kind: string): void {
+    const offered = Array.from(this._sandbox.options).find(
+      option => option.value === kind && !option.disabled
+    );
+    this._sandbox.value = offered ? kind : '';
+  }
+
   private _input(name: string, placeholder: string): HTMLInputElement {
     const input = document.createElement('input');
     input.type = 'text';
@@ -241,6 +276,7 @@ export class NewConversationForm extends Widget {
   private _model: HTMLInputElement;
   private _workspace: HTMLInputElement;
   private _sandbox: HTMLSelectElement;
+  private _defaultSandbox = '';
   private _confirm: HTMLInputElement;
   private _noNetwork: HTMLInputElement;
   private _error: HTMLElement;

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
-from abc import ABCMeta
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 from traitlets import Bool, Dict, Float, Int, List, Unicode
-from traitlets.config import LoggingConfigurable
-from traitlets.traitlets import MetaHasTraits
 
 from ....agent.confine import ConfinementSpec
 from ..base import RuntimeHandle, Sandbox, SandboxStartError
@@ -43,14 +41,11 @@ ALIVE_TIMEOUT = 3.0
 DELETE_SLACK = 30.0
 
 
-class _Meta(MetaHasTraits, ABCMeta):
-    """Traits (LoggingConfigurable) and the abstract Sandbox interface in one class."""
-
-
-class KubernetesSandbox(Sandbox, LoggingConfigurable, metaclass=_Meta):
+class KubernetesSandbox(Sandbox):
     """Runtimes in pods of ``image`` in ``namespace``."""
 
     kind = "kubernetes"
+    description = "A pod per runtime, through the Kubernetes API (docs/kubernetes.md)"
     # A pod keeps the environment it was created with: a warm one boots with its
     # conversation's own key.
     keeps_environment = True
@@ -177,18 +172,26 @@ class KubernetesSandbox(Sandbox, LoggingConfigurable, metaclass=_Meta):
         *,
         server_instance_id: str = "",
         max_upload_bytes: int | None = None,
-        **kwargs: Any,
+        **traits: Any,
     ) -> None:
-        LoggingConfigurable.__init__(self, **kwargs)
-        Sandbox.__init__(self, conversations_root.resolve())
-        self.server_instance_id = server_instance_id
-        self.max_upload_bytes = max_upload_bytes
+        super().__init__(
+            conversations_root.resolve(),
+            server_instance_id=server_instance_id,
+            max_upload_bytes=max_upload_bytes,
+            **traits,
+        )
         self.cluster = Cluster(kubeconfig=self.kubeconfig, context=self.kube_context)
         self._settings: manifests.PodSettings | None = None
         self._ingress: list[dict[str, Any]] = []
         self._policy_done = False
         # The last pod state seen per starting conversation (for the timeout message).
         self._last_state: dict[str, str] = {}
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if importlib.util.find_spec("kubernetes_asyncio") is None:
+            return "needs kubernetes_asyncio: pip install 'jupyter-convo[kubernetes]'"
+        return None
 
     # --- settings -------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ script file of hand-written LLM answers (``jupyter_convo.testing`` format). Reco
 runs the real ``AgentController`` with the real tools against the scripted LLM server, so
 the observations are genuine; the metadata is tagged ``example: hand-written`` so nobody
 takes it for a real model's work. ``notebooks/runs/`` keeps the recorded exports, which
-anyone can replay offline.
+anyone can replay offline. It lives in ``testing`` (it plays the scripted LLM), above
+``share``, whose export it uses.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from ..events.inputs import MessageInput
 from ..events.log import EventLog
 from ..events.redact import SecretRegistry
 from ..events.schema import ConversationStatus
+from ..share.export import export_conversation, metadata_from_log
+from ..share.format import CASSETTE_FILE, EVENTS_FILE
+from ..share.importer import extract_export
+from ..share.replay import IDLE_STATES
 from ..store.models import ConversationMetadata
-from .export import export_conversation, metadata_from_log
-from .format import CASSETTE_FILE, EVENTS_FILE
-from .importer import extract_export
-from .replay import IDLE_STATES
 
 RUN_TIMEOUT = 120.0  # seconds for one user turn of an example; fails loudly past it
 EXAMPLE_TAG = "hand-written"
@@ -61,7 +62,7 @@ async def record_run(
     spec_path: str | os.PathLike[str], conversations_root: str | os.PathLike[str]
 ) -> tuple[Path, ConversationMetadata]:
     """Play the example through the real agent into ``<conversations_root>/<id>/``."""
-    from ..testing import ScriptedLLM, llm_config_for
+    from . import ScriptedLLM, llm_config_for
 
     spec, script = load_run_spec(spec_path)
     directory = Path(conversations_root) / spec.id
