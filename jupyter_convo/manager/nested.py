@@ -261,6 +261,7 @@ class NestedConversationManager(ConversationManager):
                     await self._stop_runtime(runtime)
         self.supervisor.runtimes.clear()
         await self.hub.close()
+        await self.sandbox.aclose()
         if self._owns_store:
             self.store.close()
         self.owner_lock.release()

@@ -86,7 +86,7 @@ async def make_sandbox(kube_config: Config, data_dir: Path) -> AsyncIterator[Mak
 
     yield make
     for sandbox in made:
-        await sandbox.close()
+        await sandbox.aclose()
 
 
 @pytest.fixture

@@ -164,6 +164,10 @@ class Sandbox(LoggingConfigurable, metaclass=_SandboxMeta):
         container only sees what was mounted when it was created)."""
         return True
 
+    async def aclose(self) -> None:
+        """Release this sandbox's clients (an engine or API connection); the manager calls
+        it last when it shuts down. Runtimes are not touched."""
+
     def confinement_spec(self) -> ConfinementSpec | None:
         """How a runtime of this sandbox isolates the agent's tool processes (sent with
         each conversation it binds); None: not at all."""

@@ -200,6 +200,9 @@ class DockerSandbox(Sandbox):
         if client is not None:
             client.close()
 
+    async def aclose(self) -> None:
+        self.close()
+
     # --- start ------------------------------------------------------------------------------
 
     def command(self, conversation_id: str) -> list[str]:

@@ -521,7 +521,7 @@ class KubernetesSandbox(Sandbox):
         await self._delete_quietly(conversation_id)
         self.remove_record(conversation_id)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         await self.cluster.close()
 
     # --- find again -----------------------------------------------------------------------
