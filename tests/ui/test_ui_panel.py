@@ -344,13 +344,8 @@ def test_keyboard_and_command_palette(page: Any, lab: LabServer, ui_llm: Scripte
     ui_llm.add_script([reply("Typed without a mouse.")], match=task)
     ui = PanelDriver(page, lab)
 
-    page.keyboard.press("Control+Shift+C")
-    palette = page.locator(".lm-CommandPalette-input")
-    expect(palette).to_be_focused()
-    palette.fill("New Conversation")
-    page.keyboard.press("Enter")
     task_box = ui.panel.locator(".jp-convo-task")
-    expect(task_box).to_be_focused()
+    ui.run_from_palette("New Conversation", task_box)
     page.keyboard.type(task)
     page.keyboard.press("Control+Enter")
     view = page.locator(".jp-convo-view").filter(has=page.locator(".jp-convo-row", has_text=task))
@@ -362,12 +357,8 @@ def test_keyboard_and_command_palette(page: Any, lab: LabServer, ui_llm: Scripte
 
     # Search from the palette, then move into the list with the arrow key and open with Enter.
     view.locator(".jp-convo-message").press("Escape")
-    page.keyboard.press("Control+Shift+C")
-    expect(palette).to_be_focused()
-    palette.fill("Search Conversations")
-    page.keyboard.press("Enter")
     search = ui.panel.locator(".jp-convo-search")
-    expect(search).to_be_focused()
+    ui.run_from_palette("Search Conversations", search)
     page.keyboard.type(task.split()[-1])
     expect(ui.list_items()).to_have_count(1, timeout=RUN_TIMEOUT)
     page.keyboard.press("ArrowDown")
