@@ -214,13 +214,17 @@ export class ConversationView extends Widget {
 
   private _renderState(): void {
     const state = this.model.state;
-    const title = state.title || `Conversation ${this.model.id.slice(0, 8)}`;
+    const loaded = state.status !== null || state.agentState !== null;
+    const title =
+      state.title || (loaded ? 'Untitled conversation' : 'Loading…');
     this.title.label = title;
     this.title.caption = `${title}\n${this.model.id}`;
     this._titleText.textContent = title;
     const shown = state.deleted
       ? 'deleted'
-      : displayState(state.status, state.agentState);
+      : loaded
+        ? displayState(state.status, state.agentState)
+        : 'loading';
     this._badge.className = `jp-convo-badge jp-convo-badge-${shown}`;
     this._badge.textContent = shown.replace(/_/g, ' ');
     const sandbox = sandboxBadge(state.sandbox);
