@@ -336,13 +336,19 @@ class Conversation:
 
         view = ConvoView(self, after_id=after_id, max_rows=max_rows or self.max_rows)
         with self._changed:
+            earlier = list(self._views)
             self._views.append(view)
+        for shown in earlier:  # they stop where this one starts: no row twice
+            shown.end_at(after_id)
         return view
 
-    def static(self, *, after_id: int = -1, max_rows: int | None = None) -> Transcript:
-        """The events after ``after_id`` as a static HTML / text transcript."""
+    def static(
+        self, *, after_id: int = -1, until_id: int | None = None, max_rows: int | None = None
+    ) -> Transcript:
+        """The events after ``after_id`` (up to ``until_id``) as a static transcript."""
         snap = self.snapshot()
-        events = [e for e in self.events if int(e.get("id", -1)) > after_id]
+        last = until_id if until_id is not None else float("inf")
+        events = [e for e in self.events if after_id < int(e.get("id", -1)) <= last]
         return Transcript(
             events,
             conversation_id=self.id,

@@ -37,6 +37,8 @@ DEFAULT_MAX_ROWS = 200
 FALLBACK_ROWS = 500
 # A button pressed from Python (``click``) answers this view name.
 KERNEL_VIEW = "kernel"
+# The notice of a view whose conversation a later cell's view took over.
+CONTINUED = "The conversation continues in a later cell's view."
 # Shown instead of the view in a checkout whose front end was never built.
 UNBUILT_ESM = """export default { render({ el }) {
   el.textContent = "jupyter-convo: the widget front end is not built (jlpm build)";
@@ -87,6 +89,9 @@ class ConvoView:
         self._ids: list[int] = []
         self._handle: DisplayHandle | None = None
         self._settled = False
+        # The last event this view shows, once a later cell's view took the conversation
+        # over (``end_at``); None while it follows the conversation.
+        self.until_id: int | None = None
         self.widget = ConvoWidget(max_rows=self.max_rows)
         self.widget.add_class("convo-view")
         self.widget.on_msg(self._on_message)
@@ -132,7 +137,7 @@ class ConvoView:
                         self._set_notice(f"{event.get('code')}: {event.get('message', '')}")
                     continue
                 last = self._ids[-1] if self._ids else self.after_id
-                if event_id <= last:
+                if event_id <= last or (self.until_id is not None and event_id > self.until_id):
                     continue
                 self._events.append(event)
                 self._ids.append(event_id)
@@ -148,6 +153,15 @@ class ConvoView:
                     }
                 )
             self._refresh_header()
+
+    def end_at(self, event_id: int) -> None:
+        """Show no event after ``event_id``: a later cell's view shows them (each row once
+        in the notebook). The notice line says where the conversation went on."""
+        with self._lock:
+            if self.until_id is not None:
+                return
+            self.until_id = max(event_id, self._ids[-1] if self._ids else self.after_id)
+            self.widget.notice = {"text": CONTINUED, "error": False}
 
     def _refresh_header(self) -> None:
         snap = self.conversation.snapshot()
@@ -229,6 +243,8 @@ class ConvoView:
 
     def _set_notice(self, text: str, *, error: bool = True) -> None:
         with self._lock:
+            if not text and self.until_id is not None:
+                text, error = CONTINUED, False
             self.widget.notice = {"text": text, "error": error and bool(text)}
 
     def click(self, name: str, text: str = "") -> None:
@@ -239,7 +255,9 @@ class ConvoView:
 
     def transcript(self) -> Transcript:
         """The events this view shows, as a static transcript (the saved fallback)."""
-        return self.conversation.static(after_id=self.after_id, max_rows=FALLBACK_ROWS)
+        return self.conversation.static(
+            after_id=self.after_id, until_id=self.until_id, max_rows=FALLBACK_ROWS
+        )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """The widget, plus the static transcript for places without widgets."""

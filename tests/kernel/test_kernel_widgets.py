@@ -207,3 +207,43 @@ def test_send_box_stop_button_and_folded_history(
     conv.sync_views()
     assert conv.status == "STOPPED"
     assert view.state["status"] == "STOPPED"  # the front end disables Stop
+
+
+def test_a_send_cell_view_takes_over_from_the_earlier_view(
+    shell: Any, magics: ConvoMagics, kernel_llm: ScriptedLLM, task_text: str
+) -> None:
+    """`%convo send` shows the new turn in its own cell; the start cell's view stops where
+    that one begins, so the notebook shows every event once (it showed the turn twice)."""
+    kernel_llm.add_script(
+        [
+            reply("First answer."),
+            tool_call(
+                "file_editor",
+                {"command": "create", "path": "notes.md", "file_text": "noted\n"},
+            ),
+            reply("Notes written."),
+        ],
+        match=task_text,
+    )
+    conv, first = start(shell, f'start "{task_text}"')
+    assert conv.wait(WAIT) == "awaiting_user_input"
+    conv.sync_views()
+    before = [e["id"] for e in conv.events]
+    assert first.event_ids == before
+
+    result = shell.run_cell('%convo send "Now write the notes"')
+    assert result.success, result.error_in_exec
+    assert len(conv.views) == 2
+    second = conv.views[1]
+    assert conv.wait(WAIT) == "awaiting_user_input"
+    conv.sync_views()
+    assert conv.last_message == "Notes written."
+
+    everything = [e["id"] for e in conv.events]
+    assert first.event_ids == before
+    assert second.event_ids == everything[len(before) :]
+    assert first.notice == "The conversation continues in a later cell's view."
+    first.click("confirm")  # its buttons still work and say what went wrong
+    assert "no action is waiting" in first.notice
+    assert "Notes written." not in first.transcript().text()
+    assert "Notes written." in second.transcript().text()

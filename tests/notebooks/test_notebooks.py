@@ -146,10 +146,13 @@ def test_quickstart(
         # Every step of the agent worked, the second run's too (its workspace starts empty).
         assert [row for view in views for row in error_rows(view["data"]["text/html"])] == []
         # Saved with the notebook: a readable transcript next to each widget, brought up to
-        # date by wait() (GitHub and nbconvert show it instead of a blank widget).
-        start_view = views[0]["data"]
-        assert "ending with 233 and 377" in start_view["text/html"]
+        # date by wait() (GitHub and nbconvert show it instead of a blank widget). Each
+        # cell's view holds its own turn: the start cell's stops where the send cell's
+        # begins, so no row is saved (or shown) twice.
+        start_view, send_view = views[0]["data"], views[1]["data"]
         assert "python hello.py" in start_view["text/plain"]
+        assert "ending with 233 and 377" not in start_view["text/html"]
+        assert "ending with 233 and 377" in send_view["text/html"]
         assert "<table>" in str(outputs_with(notebook, "text/html"))  # %convo list
     assert "range(15)" in (notebook_copy / "quickstart_workspace" / "hello.py").read_text()
 

@@ -71,6 +71,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"report_{report.when}", report)
 
 
+# Where the focus goes, in the console log a failed test leaves (focus races show there).
+FOCUS_LOGGER = """document.addEventListener('focusin', event => {
+  const node = event.target;
+  const owner = node.closest('[id]')?.id ?? '';
+  console.log(`focus: ${node.tagName}.${String(node.className).slice(0, 60)} in #${owner}`);
+}, true);"""
+
+# The Launcher has the focus, the file browser finished restoring (JupyterLab opens a
+# Launcher once more after that if the main area is empty), and the focus stayed there for
+# three animation frames: activation requests are Lumino messages, run one frame after
+# they are posted, and the Launcher's MainAreaWidget focuses its content when one runs.
+LAUNCHER_FOCUS_SETTLED = """() => {
+  const node = document.activeElement;
+  if (!node?.closest('.jp-Launcher') || document.querySelector('.jp-mod-restoring')) {
+    window.__convoFocus = null;
+    return false;
+  }
+  const seen = window.__convoFocus;
+  if (!seen || seen.node !== node) {
+    window.__convoFocus = { node, frames: 0 };
+    return false;
+  }
+  return ++seen.frames >= 3;
+}"""
+
+
 def open_lab(
     browser: Any, server: LabServer, console: list[str] | None = None
 ) -> tuple[Any, Any, list[str]]:
@@ -79,6 +105,7 @@ def open_lab(
     page errors are collected in the list answered; console lines in ``console``."""
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     page = context.new_page()
+    page.add_init_script(FOCUS_LOGGER)
     page.set_default_timeout(30_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -90,9 +117,7 @@ def open_lab(
     # The workspace is new, so its main area is empty: once the layout and the file
     # browser are restored (after the splash), JupyterLab opens a Launcher and focuses it.
     # A test acting before that loses focus to it (the command palette closes on blur).
-    page.wait_for_function(
-        "document.activeElement?.closest('.jp-Launcher') != null", timeout=60_000
-    )
+    page.wait_for_function(LAUNCHER_FOCUS_SETTLED, polling="raf", timeout=60_000)
     return context, page, errors
 
 

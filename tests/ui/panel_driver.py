@@ -10,11 +10,15 @@ from typing import Any
 import httpx
 from lab_process import LabServer
 from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 PANEL_TAB = '.lm-TabBar-tab[data-id="jupyter-convo-panel"]'
 VIEW_PREFIX = "jp-convo-view-"
 # Agent runs (a runtime start, a kernel start) take seconds; allow plenty.
 RUN_TIMEOUT = 60_000
+# One try at the command palette (open, type, Enter, the focus lands), and how many.
+PALETTE_TIMEOUT = 10_000
+PALETTE_TRIES = 3
 
 
 class PanelDriver:
@@ -117,6 +121,33 @@ class PanelDriver:
         expect(self.badge(conversation_id)).to_have_text(label, timeout=RUN_TIMEOUT)
 
     # --- JupyterLab ----------------------------------------------------------------------------
+
+    def run_from_palette(self, label: str, focused: Locator) -> None:
+        """Open the command palette with its shortcut, run the command ``label`` with Enter,
+        until ``focused`` has the focus. The palette closes when it loses the focus: should
+        JupyterLab move the focus while the palette is open (its Launcher activates itself
+        as the page settles), the Enter runs nothing and the user opens the palette again.
+        The commands run here only show and focus things, so running one twice is harmless.
+        """
+        palette = self.page.locator(".lm-CommandPalette-input")
+
+        def attempt() -> None:
+            self.page.keyboard.press("Control+Shift+C")
+            expect(palette).to_be_focused(timeout=PALETTE_TIMEOUT)
+            palette.fill(label, timeout=PALETTE_TIMEOUT)
+            expect(
+                self.page.locator(".lm-CommandPalette-item.lm-mod-active", has_text=label)
+            ).to_be_visible(timeout=PALETTE_TIMEOUT)
+            self.page.keyboard.press("Enter")
+            expect(focused).to_be_focused(timeout=PALETTE_TIMEOUT)
+
+        for _ in range(PALETTE_TRIES - 1):
+            try:
+                attempt()
+                return
+            except (AssertionError, PlaywrightTimeout):
+                self.page.keyboard.press("Escape")  # close a palette left open, if any
+        attempt()
 
     def run_command(self, command: str, args: dict[str, Any] | None = None) -> None:
         self.page.evaluate(

@@ -158,6 +158,10 @@ export const corePlugin: JupyterFrontEndPlugin<IConvoContext> = {
       currentFolder: () => fileBrowser?.model.path ?? ''
     });
     shell.add(panel, 'left', { rank: 850 });
+    // The list's selection follows the conversation view in front.
+    tracker.currentChanged.connect((_, view) =>
+      panel.list.select(view?.model.id ?? null)
+    );
     restorer?.add(panel, 'jupyter-convo-panel');
 
     // Live rows: a watched or open conversation updates its list row.

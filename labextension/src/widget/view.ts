@@ -17,6 +17,7 @@ import {
   startText
 } from '../render/controls';
 import { h } from '../render/dom';
+import { ScrollFollower } from '../render/follow';
 import { EventList } from '../render/list';
 import { FromKernel, IWidgetModel, IWidgetState, ToKernel } from './protocol';
 import { EventStore, IStoreChange } from './store';
@@ -51,6 +52,8 @@ export class NotebookView {
       this._earlier,
       this._events.node
     );
+    this._follower = new ScrollFollower(this._scroll, this._events.node);
+    this._scroll.appendChild(this._follower.jump);
     const confirm = button('Confirm', '');
     confirm.addEventListener('click', () => this._act('confirm'));
     const reject = button('Reject', '');
@@ -120,6 +123,7 @@ export class NotebookView {
     this._model.off('change:notice', this._renderNotice);
     this._model.off('msg:custom', this._onMessage);
     this._disconnect();
+    this._follower.dispose();
   }
 
   private _onMessage = (message: FromKernel): void => {
@@ -148,7 +152,7 @@ export class NotebookView {
   /** New events from the store: appended (folding the oldest past the limit), or all
    * rows drawn again from the store's list. */
   private _onStoreChange = (change: IStoreChange): void => {
-    const atEnd = this._atEnd();
+    const before = change.reset ? 0 : this._events.rowCount;
     if (change.reset) {
       this._events.clear();
       this._received = [];
@@ -157,14 +161,13 @@ export class NotebookView {
     const added = change.events.filter(event => event.id > last);
     this._received.push(...added.map(event => event.id));
     this._events.append(added);
+    const shown = Math.max(0, this._events.rowCount - before);
     if (this._received.length > this._limit) {
       this._received = this._received.slice(-this._limit);
       this._events.removeBefore(this._received[0]);
     }
     this._showFolded();
-    if (atEnd) {
-      this._scroll.scrollTop = this._scroll.scrollHeight;
-    }
+    this._follower.added(shown);
   };
 
   private _showFolded(): void {
@@ -214,6 +217,7 @@ export class NotebookView {
     }
     this._busy = true;
     this._send.disabled = true;
+    this._follower.toEnd();
     this._post({ type: 'send', view: this.token, text });
   }
 
@@ -234,16 +238,12 @@ export class NotebookView {
     });
   }
 
-  private _atEnd(): boolean {
-    const node = this._scroll;
-    return node.scrollHeight - node.scrollTop - node.clientHeight < 40;
-  }
-
   private _post(message: ToKernel): void {
     this._model.send(message);
   }
 
   private _events: EventList;
+  private _follower: ScrollFollower;
   private _limit: number;
   /** Ids of the events received, oldest first: a contiguous tail of the kernel's list. */
   private _received: number[] = [];

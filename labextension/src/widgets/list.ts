@@ -142,15 +142,20 @@ export class ConversationListWidget extends Widget {
     );
   }
 
+  /** Mark the row of conversation `id` selected (the active view's; null: none). */
+  select(id: string | null): void {
+    this._selected = id;
+    this._rows().forEach(row => {
+      const selected = id !== null && row.dataset.id === id;
+      row.classList.toggle('jp-mod-selected', selected);
+      row.setAttribute('aria-selected', String(selected));
+    });
+  }
+
   private _open(row: HTMLElement): void {
     const id = row.dataset.id;
     if (id) {
-      this._selected = id;
-      this._rows().forEach(r => {
-        const selected = r === row;
-        r.classList.toggle('jp-mod-selected', selected);
-        r.setAttribute('aria-selected', String(selected));
-      });
+      this.select(id);
       this._onOpen(id);
     }
   }

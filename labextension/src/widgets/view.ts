@@ -22,6 +22,7 @@ import {
   startText
 } from '../render/controls';
 import { h } from '../render/dom';
+import { ScrollFollower } from '../render/follow';
 import { EventList } from '../render/list';
 import { IEvent } from '../types';
 import { convoIcon } from './icons';
@@ -101,6 +102,8 @@ export class ConversationView extends Widget {
       this._earlier,
       this._events.node
     );
+    this._follower = new ScrollFollower(this._scroll, this._events.node);
+    this._scroll.appendChild(this._follower.jump);
 
     this._confirmBar = new ConfirmBar(
       this._commandButton('Confirm', ViewCommands.confirm, ''),
@@ -146,12 +149,10 @@ export class ConversationView extends Widget {
   protected onAfterAttach(msg: Message): void {
     super.onAfterAttach(msg);
     this._input.addEventListener('keydown', this);
-    this._scroll.addEventListener('scroll', this, { passive: true });
   }
 
   protected onBeforeDetach(msg: Message): void {
     this._input.removeEventListener('keydown', this);
-    this._scroll.removeEventListener('scroll', this);
     super.onBeforeDetach(msg);
   }
 
@@ -165,9 +166,7 @@ export class ConversationView extends Widget {
 
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
-    if (this._stick) {
-      this._scrollToEnd();
-    }
+    this._follower.refresh();
   }
 
   handleEvent(event: Event): void {
@@ -177,9 +176,6 @@ export class ConversationView extends Widget {
         key.preventDefault();
         void this._sendMessage();
       }
-    } else if (event.type === 'scroll') {
-      const node = this._scroll;
-      this._stick = node.scrollHeight - node.scrollTop - node.clientHeight < 40;
     }
   }
 
@@ -189,13 +185,19 @@ export class ConversationView extends Widget {
     this.dispose();
   }
 
+  dispose(): void {
+    if (!this.isDisposed) {
+      this._follower.dispose();
+    }
+    super.dispose();
+  }
+
   // --- rendering ------------------------------------------------------------------------
 
   private _onEventsAdded(_: ConversationModel, events: IEvent[]): void {
+    const before = this._events.rowCount;
     this._events.append(events);
-    if (this._stick) {
-      this._scrollToEnd();
-    }
+    this._follower.added(this._events.rowCount - before);
     this._earlier.hidden = !this.model.window.hasEarlier;
   }
 
@@ -212,13 +214,17 @@ export class ConversationView extends Widget {
 
   private _renderState(): void {
     const state = this.model.state;
-    const title = state.title || `Conversation ${this.model.id.slice(0, 8)}`;
+    const loaded = state.status !== null || state.agentState !== null;
+    const title =
+      state.title || (loaded ? 'Untitled conversation' : 'Loading…');
     this.title.label = title;
     this.title.caption = `${title}\n${this.model.id}`;
     this._titleText.textContent = title;
     const shown = state.deleted
       ? 'deleted'
-      : displayState(state.status, state.agentState);
+      : loaded
+        ? displayState(state.status, state.agentState)
+        : 'loading';
     this._badge.className = `jp-convo-badge jp-convo-badge-${shown}`;
     this._badge.textContent = shown.replace(/_/g, ' ');
     const sandbox = sandboxBadge(state.sandbox);
@@ -309,7 +315,7 @@ export class ConversationView extends Widget {
       await this.model.sendMessage(text);
       this._input.value = '';
       this.showNotice('');
-      this._stick = true;
+      this._follower.toEnd();
       this._onSend?.(this.model.id);
     } catch (error) {
       this.showNotice(
@@ -332,10 +338,6 @@ export class ConversationView extends Widget {
     } finally {
       this._earlier.disabled = false;
     }
-  }
-
-  private _scrollToEnd(): void {
-    this._scroll.scrollTop = this._scroll.scrollHeight;
   }
 
   private _commandButton(
@@ -376,8 +378,8 @@ export class ConversationView extends Widget {
   private _notice: HTMLElement;
   private _input: HTMLTextAreaElement;
   private _send: HTMLButtonElement;
+  private _follower: ScrollFollower;
   private _sending = false;
-  private _stick = true;
 }
 
 export namespace ConversationView {
