@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from _stats import Figure, markdown_table
+from _summary import record
 
 from jupyter_convo.agent.settings import AgentSettings, LLMConfig
 from jupyter_convo.manager.config import ManagerConfig
@@ -73,6 +74,8 @@ async def measure_case(
             samples = [await one_start(manager) for _ in range(runs)]
         finally:
             await manager.shutdown()
+    for phase in samples[0]:
+        record(f"start_{name}_{phase}".replace(" ", "_"), [s[phase] for s in samples], "s")
     return [
         Figure(f"{name}: {phase}", [sample[phase] for sample in samples], per="start")
         for phase in samples[0]

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from _stats import Figure, format_duration, markdown_table
+from _summary import record
 from bench_events import events as mixed_events
 
 from jupyter_convo.events.log import EventLog
@@ -134,6 +135,7 @@ def bench_cold_reads(root: Path, n_mixed: int, runs: int) -> tuple[list[Figure],
             label = labels[name] + (", raw lines (read_raw)" if mode == "raw" else ", parsed")
             timings = cold_runs(path, mode, after, limit, runs)
             figures.append(Figure(f"{label}, fresh process", timings, "open + read", target))
+            record(f"storage_{name}_{mode}", timings, "s")
         if after < 0:  # reading everything: what the machine gives for the file's bytes
             figures.append(
                 Figure(
@@ -196,6 +198,8 @@ def bench_cassette(root: Path, n_events: int) -> tuple[list[str], list[str]]:
     log_bytes = (directory / "events.jsonl").stat().st_size
     cassette_bytes = (directory / "cassette.jsonl").stat().st_size
     ratio = cassette_bytes / log_bytes
+    record("cassette_bytes", [cassette_bytes], "bytes")
+    record("cassette_log_bytes", [log_bytes], "bytes")
     meets = "yes" if ratio <= CASSETTE_TARGET_RATIO else "NO"
     rows = [
         "| operation | median | p95 | target | meets target |",

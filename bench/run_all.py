@@ -5,17 +5,21 @@
 Each ``bench/bench_*.py`` runs in its own process (one after the other: they measure
 time on a shared machine), with its full-size arguments, or small ones with ``--quick``
 (a smoke run: same code paths, figures not comparable with the targets). Their output goes
-to ``bench/results/RESULTS.md`` (git-ignored), headed by a summary of every row that has a
-target, and is printed as well. A script that fails is reported with its exit status and
-the end of its stderr; the runner goes on and exits 1 at the end.
+to ``bench/results/RESULTS.md`` (git-ignored), headed by issue 15's table (metric | before |
+now | goal, "now" as median and p95 of this run: the scripts record those figures through
+``_summary.record``) and a summary of every row that has a target, and is printed as well.
+A script that fails is reported with its exit status and the end of its stderr; the runner
+goes on and exits 1 at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -24,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+SUMMARY_ENV = "CONVO_BENCH_SUMMARY"  # as in _summary.py
 RESULTS = BENCH / "results" / "RESULTS.md"
 
 # Known scripts, in run order, with (full arguments, quick arguments). Scripts that land
@@ -73,6 +78,106 @@ TARGETS = """\
 "Cold" rows run in a fresh process that opens the log file, as a server restart or a
 stopped conversation pays (bench_storage); bench_events' "cache off" rows read an open log.
 """
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    """A row of issue 15's table: what it measures, the figure before, the goal, and the
+    ``_summary.record`` keys its "now" cell is made of (two keys: "a / b")."""
+
+    metric: str
+    before: str
+    goal: str
+    keys: tuple[str, ...]
+
+
+ISSUE_ROWS = [
+    IssueRow(
+        "open a stopped 100,000-event log and read a 100-event page from the middle",
+        "364 ms",
+        "<= 2 ms",
+        ("storage_mixed_parsed",),
+    ),
+    IssueRow("same, 10,000 events of 4 KB", "52 ms", "<= 2 ms", ("storage_4kb-10k_parsed",)),
+    IssueRow(
+        "cold read of all 1,000 events of 4 KB", "45 ms", "<= 5 ms", ("storage_4kb-1k_parsed",)
+    ),
+    IssueRow(
+        "relay, 1 subscriber, burst: events delivered live per second (the runtime made)",
+        "1,152 (1,762)",
+        ">= what the runtime makes, and >= 20,000",
+        ("relay_burst_rate_1", "relay_runtime_rate_1"),
+    ),
+    IssueRow(
+        "relay, 50 subscribers, burst: delivery latency p50",
+        "5.59 s",
+        "<= 50 ms",
+        ("relay_burst_latency_50",),
+    ),
+    IssueRow(
+        "relay, paced: p50 latency with 1 / 50 subscribers",
+        "2.16 / 10.1 ms",
+        "<= 1 / 3 ms",
+        ("relay_paced_latency_1", "relay_paced_latency_50"),
+    ),
+    IssueRow(
+        "cassette size after 10,000 events (the event log's size)",
+        "112 MB",
+        "<= 2x the event log",
+        ("cassette_bytes", "cassette_log_bytes"),
+    ),
+    IssueRow(
+        "process sandbox create -> READY, cold / warm",
+        "800 / 63.5 ms",
+        "<= 250 / 20 ms",
+        ("start_process_cold_create_->_READY", "start_process_warm_create_->_READY"),
+    ),
+]
+
+
+def load_summary(path: Path) -> dict[str, tuple[list[float], str]]:
+    records: dict[str, tuple[list[float], str]] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            records[item["key"]] = (item["values"], item["unit"])
+    return records
+
+
+def _figure(values: list[float], unit: str) -> str:
+    """Median (and p95 when there are several values) in the value's unit."""
+    median = statistics.median(values)
+    ordered = sorted(values)
+    p95 = ordered[max(0, -(-len(ordered) * 95 // 100) - 1)]
+    if unit == "s":
+        text, extra = format_duration(median), format_duration(p95)
+    elif unit == "bytes":
+        return f"{median / 1e6:.1f} MB"
+    else:
+        text, extra = f"{median:,.0f}", f"{p95:,.0f}"
+    return text if len(values) == 1 else f"{text} (p95 {extra})"
+
+
+def issue_table(records: dict[str, tuple[list[float], str]]) -> str:
+    """Issue 15's table with today's figures: median, and p95 in brackets."""
+    lines = ["| metric | before | now: median (p95) | goal |", "|---|---:|---:|---:|"]
+    for row in ISSUE_ROWS:
+        cells = [_figure(*records[key]) if key in records else "not run" for key in row.keys]
+        now = " / ".join(cells)
+        if row.keys[0] == "relay_burst_rate_1" and len(cells) == 2:
+            now = f"{cells[0]} ({cells[1]})"
+        if row.keys[0] == "cassette_bytes" and len(cells) == 2:
+            now = f"{cells[0]} ({cells[1]})"
+        lines.append(f"| {row.metric} | {row.before} | {now} | {row.goal} |")
+    return "\n".join(lines)
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
 
 
 @dataclass
@@ -156,7 +261,7 @@ def target_rows(outcome: Outcome) -> list[str]:
     return rows
 
 
-def report(outcomes: list[Outcome], quick: bool) -> str:
+def report(outcomes: list[Outcome], quick: bool, issue: str) -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
         "# Bench results",
@@ -166,6 +271,13 @@ def report(outcomes: list[Outcome], quick: bool) -> str:
         f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load} at the end",
         f"- mode: {'quick (smoke sizes: not comparable with the targets)' if quick else 'full'}",
         "- command: `python bench/run_all.py" + (" --quick`" if quick else "`"),
+        "",
+        "## Issue 15: before, now, goal",
+        "",
+        "Before: main before issue 15 (from the issue). Now: this run, median (p95) over runs",
+        "or events; a rate's p95 is over runs.",
+        "",
+        issue,
         "",
         "## Targets",
         "",
@@ -217,9 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", help="script names, e.g. relay step")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per script")
     args = parser.parse_args(argv)
-    outcomes = [run(name, arguments(name, args.quick), args.timeout) for name in scripts(args.only)]
-    text = report(outcomes, args.quick)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    summary = RESULTS.parent / "summary.jsonl"
+    summary.unlink(missing_ok=True)
+    os.environ[SUMMARY_ENV] = str(summary)  # the scripts append their figures there
+    outcomes = [run(name, arguments(name, args.quick), args.timeout) for name in scripts(args.only)]
+    issue = issue_table(load_summary(summary))
+    text = report(outcomes, args.quick, issue)
     RESULTS.write_text(text, encoding="utf-8")
     print(text)
     print(f"written to {RESULTS}", file=sys.stderr)

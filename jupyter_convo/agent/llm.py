@@ -21,17 +21,21 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-import openai
-from openai import AsyncStream
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, Field
 
 from ..events.redact import SECRET_PLACEHOLDER, SecretRegistry
 from .cassette import Cassette
 from .settings import LLMConfig
+
+if TYPE_CHECKING:
+    # Imported where used: ``import openai`` is half of a runtime's imports (profiled with
+    # bench/bench_start.py), and a runtime is READY before its first LLM call.
+    import openai
+    from openai import AsyncStream
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +306,8 @@ class LLMClient:
     # ------------------------------------------------------------ one attempt
 
     async def _attempt(self, kwargs: dict[str, Any]) -> LLMResponse:
+        import openai
+
         try:
             if self.config.stream:
                 return await self._streamed(kwargs)
@@ -518,6 +524,8 @@ class LLMClient:
         return display_url(self.endpoint.base_url if self.endpoint else None)
 
     def _openai(self) -> openai.AsyncOpenAI:
+        import openai
+
         if self._client is None:
             assert self.endpoint is not None
             self._client = openai.AsyncOpenAI(
@@ -536,6 +544,9 @@ class LLMClient:
         by bench/bench_step.py). Our messages are plain JSON already, so the body goes out
         as is through the same client: same URL, headers, errors, streaming and parsing.
         """
+        from openai import AsyncStream
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
         stream = bool(body.get("stream"))
         return await self._openai().post(
             "/chat/completions",

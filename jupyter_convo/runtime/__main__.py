@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..events.redact import SecretRegistry
@@ -124,6 +124,20 @@ def preload_agent_stack() -> None:
         log.exception("preloading the agent modules failed (the first bind will retry)")
 
 
+def preload_llm_sdk() -> None:
+    """Import the LLM SDK after the agent modules, without holding up the bind: a
+    conversation is READY before its first LLM call, which imports it if this has not."""
+    try:
+        importlib.import_module("openai")
+    except Exception:
+        log.exception("preloading the openai SDK failed (the first LLM call will retry)")
+
+
+async def _after(first: asyncio.Future[None], then: Callable[[], None]) -> None:
+    await first
+    await asyncio.get_running_loop().run_in_executor(None, then)
+
+
 async def serve(args: argparse.Namespace, secrets: SecretRegistry) -> int:
     # Imported here so that ``--help`` and key errors answer fast.
     import tornado.httpserver
@@ -176,11 +190,13 @@ async def serve(args: argparse.Namespace, secrets: SecretRegistry) -> int:
     if args.log_file is not None:
         redirect_std_streams(args.log_file)
     state.preload = loop.run_in_executor(None, preload_agent_stack)
+    sdk_preload = asyncio.ensure_future(_after(state.preload, preload_llm_sdk))
 
     await stopped.wait()
     server.stop()
     await server.close_all_connections()
     await state.preload
+    await sdk_preload
     log.info("runtime exits")
     return 0
 
