@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from ..runtime.auth import SESSION_KEY_ENV, SESSION_KEY_HEADER
+from .runtime_client import shared_tls_context
 from .sandboxes.base import RuntimeHandle, Sandbox, SandboxStartError
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,9 @@ class WarmPool:
         """Until the runtime has imported the agent modules (its first bind would wait
         for them); a runtime that does not say so is still used."""
         try:
-            async with httpx.AsyncClient(timeout=self._start_timeout) as client:
+            async with httpx.AsyncClient(
+                timeout=self._start_timeout, verify=shared_tls_context()
+            ) as client:
                 response = await client.get(
                     f"{handle.url}/health",
                     params={"wait": "preload"},
