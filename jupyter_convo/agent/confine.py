@@ -223,7 +223,11 @@ class _Step:
 
 
 def _under(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+    """``path`` is ``root`` or inside it (both absolute and normalized). Compared as text:
+    ``root in path.parents`` built a Path per parent and was most of a bind
+    (bench/bench_start.py, profiled)."""
+    inner, outer = str(path), str(root)
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
 
 def _absolute(paths: Iterable[str]) -> list[Path]:
