@@ -103,8 +103,8 @@ ISSUE_ROWS = [
         "cold read of all 1,000 events of 4 KB", "45 ms", "<= 5 ms", ("storage_4kb-1k_parsed",)
     ),
     IssueRow(
-        "relay, 1 subscriber, burst: events delivered live per second (the runtime made)",
-        "1,152 (1,762)",
+        "relay, 1 subscriber, burst: events delivered live per second",
+        "1,152; the runtime made 1,762",
         ">= what the runtime makes, and >= 20,000",
         ("relay_burst_rate_1", "relay_runtime_rate_1"),
     ),
@@ -121,7 +121,7 @@ ISSUE_ROWS = [
         ("relay_paced_latency_1", "relay_paced_latency_50"),
     ),
     IssueRow(
-        "cassette size after 10,000 events (the event log's size)",
+        "cassette size after 10,000 events",
         "112 MB",
         "<= 2x the event log",
         ("cassette_bytes", "cassette_log_bytes"),
@@ -164,10 +164,10 @@ def issue_table(records: dict[str, tuple[list[float], str]]) -> str:
     for row in ISSUE_ROWS:
         cells = [_figure(*records[key]) if key in records else "not run" for key in row.keys]
         now = " / ".join(cells)
-        if row.keys[0] == "relay_burst_rate_1" and len(cells) == 2:
-            now = f"{cells[0]} ({cells[1]})"
-        if row.keys[0] == "cassette_bytes" and len(cells) == 2:
-            now = f"{cells[0]} ({cells[1]})"
+        if row.keys[0] == "relay_burst_rate_1":
+            now = f"{cells[0]}; the runtime made {cells[1]}"
+        if row.keys[0] == "cassette_bytes":
+            now = f"{cells[0]}; the log {cells[1]}"
         lines.append(f"| {row.metric} | {row.before} | {now} | {row.goal} |")
     return "\n".join(lines)
 
