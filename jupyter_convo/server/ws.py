@@ -4,8 +4,7 @@ The server relays through the manager (``subscribe``): stored events after ``aft
 then live ones, whether the runtime runs or not. Any number of clients may watch one
 conversation; a client that reconnects with the last id it saw misses nothing.
 
-Frames out: one JSON event per text frame, as stored (redacted), forwarded as the relay
-got them; every frame waiting for a socket goes out in one write. Frames in: ``UserInput``
+Frames out: one JSON event per text frame, as stored (redacted). Frames in: ``UserInput``
 JSON (``events.inputs``), forwarded to the runtime; as over REST, a message to a stopped
 conversation restarts it. A frame that cannot be used is answered with an ``error`` event
 frame that is not part of the log (``id`` -1) and code ``INVALID_INPUT``,
