@@ -118,6 +118,7 @@ def cmd_start(client: ConvoClient, args: argparse.Namespace) -> int:
         ("title", args.title),
         ("model", args.model),
         ("sandbox", args.sandbox),
+        ("agent", args.agent),
         ("workspace", args.workspace),
         ("max_iterations", args.max_iterations),
         ("max_budget_per_task", args.budget),
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title")
     p.add_argument("--model")
     p.add_argument("--sandbox", choices=["process", "docker"])
+    p.add_argument("--agent", help="the agent backend (default: the server's; see docs/agents.md)")
     p.add_argument("--workspace", help="workspace folder (default: a new one per conversation)")
     p.add_argument("--confirm", action="store_true", help="ask before risky actions")
     p.add_argument("--max-iterations", type=int)

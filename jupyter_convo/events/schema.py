@@ -226,6 +226,8 @@ class StatusEvent(EventBase):
     source: Source = "environment"
     status: str
     message: str = ""
+    # The agent backend a (re)start runs (``runtime.agents``); set on STARTING_RUNTIME.
+    agent: str | None = None
 
 
 class SandboxMount(BaseModel):

@@ -28,6 +28,7 @@ from ..events.inputs import MessageInput
 from ..events.log import EventLog
 from ..events.redact import SecretRegistry
 from ..events.schema import ConversationStatus
+from ..events.sink import LogSink
 from ..store.models import ConversationMetadata
 from .export import export_conversation, metadata_from_log
 from .format import CASSETTE_FILE, EVENTS_FILE
@@ -74,7 +75,7 @@ async def record_run(
         cassette = Cassette(directory / CASSETTE_FILE, secrets=secrets)
         llm = LLMClient(settings.llm, cassette=cassette, secrets=secrets)
         controller = AgentController(
-            log=log,
+            events=LogSink(log),
             llm=llm,
             tools=build_tools(workspace, settings),
             settings=settings,

@@ -887,6 +887,11 @@ export interface components {
              */
             sandbox?: ("process" | "docker") | null;
             /**
+             * Agent
+             * @default null
+             */
+            agent?: string | null;
+            /**
              * Trigger
              * @default gui
              */
@@ -1903,6 +1908,11 @@ export interface components {
              * @default
              */
             message: string;
+            /**
+             * Agent
+             * @default null
+             */
+            agent: string | null;
         };
         /** ThinkEvent */
         ThinkEvent: {
