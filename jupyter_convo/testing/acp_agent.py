@@ -18,7 +18,10 @@ prompt past the last turn answers ``done``. ``initialize: false`` never answers
   ``write``/``read`` go through the client's ``fs/*``, ``terminal`` through
   ``terminal/*``; errors the client answers end the call as failed with their message
 - ``{"hang": true}``: wait until ``session/cancel``; ``{"crash": N}``: exit with code N
-- ``{"env": ["NAME", ...]}``: a message listing which of those variables are set
+- ``{"env": ["NAME", ...]}``: a message listing which of those variables are set;
+  ``{"find": "text"}``: a message saying whether any variable's value holds ``text``
+- ``{"llm": "prompt", "stream": bool}``: one Chat Completions call to ``$OPENAI_BASE_URL``
+  with ``$OPENAI_API_KEY``; the answer (or ``llm error <status>``) becomes a message
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from ..runtime.agents.acp.backend import AcpAgent, Launch
+from ..runtime.agents.acp.backend import AcpAgent, Launch, LLMAccess
 
 SCRIPT_ENV = "JUPYTER_CONVO_TEST_ACP_SCRIPT"
 
@@ -42,9 +45,12 @@ class ScriptedAcpAgent(AcpAgent):
     name = "scripted-acp"
     description = "test double: a scripted ACP agent"
 
-    def launch(self, home: Path) -> Launch:
+    def launch(self, home: Path, llm: LLMAccess) -> Launch:
         script = os.environ.get(SCRIPT_ENV, '{"turns": []}')
-        return Launch(argv=[sys.executable, "-m", "jupyter_convo.testing.acp_agent", script])
+        return Launch(
+            argv=[sys.executable, "-m", "jupyter_convo.testing.acp_agent", script],
+            env={"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": llm.api_key},
+        )
 
 
 # --- the agent program ------------------------------------------------------------------
@@ -149,6 +155,12 @@ class ScriptedAgent:
         elif "env" in step:
             present = [name for name in step["env"] if name in os.environ]
             await self.send(session_id, acp.update_agent_message_text("env: " + ",".join(present)))
+        elif "find" in step:
+            found = any(step["find"] in value for value in os.environ.values())
+            await self.send(session_id, acp.update_agent_message_text(f"found: {found}"))
+        elif "llm" in step:
+            answer = await asyncio.to_thread(_ask_llm, step["llm"], bool(step.get("stream")))
+            await self.send(session_id, acp.update_agent_message_text(answer))
         elif "hang" in step:
             await self.cancelled.wait()
             raise _Cancelled
@@ -244,6 +256,35 @@ class ScriptedAgent:
             detail = exc.data.get("message") if isinstance(exc.data, dict) else None
             content.append(acp.tool_content(acp.text_block(f"error: {detail or exc}")))
         await self.send(session_id, acp.update_tool_call(call_id, status=status, content=content))
+
+
+def _ask_llm(prompt: str, stream: bool) -> str:
+    """One Chat Completions call, as an agent makes it: the text of the answer."""
+    import urllib.error
+    import urllib.request
+
+    body = {"model": "any", "messages": [{"role": "user", "content": prompt}], "stream": stream}
+    request = urllib.request.Request(
+        os.environ["OPENAI_BASE_URL"].rstrip("/") + "/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {os.environ['OPENAI_API_KEY']}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            raw = reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return f"llm error {exc.code}"
+    if not stream:
+        return str(json.loads(raw)["choices"][0]["message"]["content"])
+    parts = []
+    for line in raw.splitlines():
+        if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]"):
+            for choice in json.loads(line[5:])["choices"]:
+                parts.append((choice.get("delta") or {}).get("content") or "")
+    return "".join(parts)
 
 
 async def _main(script: dict[str, Any]) -> None:

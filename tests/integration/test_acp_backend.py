@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from test_jailed_tools import gone, marked
 
+from jupyter_convo.agent.cassette import Cassette
 from jupyter_convo.agent.confine import probe
 from jupyter_convo.events.log import EventLog
 from jupyter_convo.events.schema import (
@@ -20,13 +21,14 @@ from jupyter_convo.events.schema import (
     ConfirmationEvent,
     ErrorEvent,
     Event,
+    LLMCallEvent,
     MessageEvent,
     PlanEvent,
     ThinkEvent,
     ToolCallEvent,
     ToolResultEvent,
 )
-from jupyter_convo.testing import ScriptedLLM, llm_config_for
+from jupyter_convo.testing import ScriptedLLM, llm_config_for, reply
 from jupyter_convo.testing.acp_agent import SCRIPT_ENV
 from jupyter_convo.testing.echo_agent import write_agent_entry_point
 
@@ -262,3 +264,52 @@ async def test_the_agent_dies_with_its_runtime(
     os.kill(runtime.proc.pid, signal.SIGKILL)  # the runtime alone, not its group
     runtime.wait_exit()
     await gone(marker)
+
+
+async def test_llm_calls_go_through_the_gateway_with_budget_and_record(
+    start_runtime: StartRuntime, scripted_llm: ScriptedLLM, tmp_path: Path, bwrap: str
+) -> None:
+    scripted_llm.add_script([reply("plain answer")], match="first question")
+    scripted_llm.add_script([reply("streamed answer")], match="second question")
+    llm = llm_config_for(scripted_llm, input_cost_per_token=0.001, output_cost_per_token=0.002)
+    real_key = llm.api_key.get_secret_value() if llm.api_key else ""
+    script = {
+        "turns": [
+            [{"find": real_key}, {"llm": "first question"}],
+            # A new task: its budget starts again. Its second call is over it.
+            [{"llm": "second question", "stream": True}, {"llm": "third question"}],
+        ]
+    }
+    runtime = await start_runtime(env=acp_env(tmp_path, script))
+    cid = "acp-gateway"
+    created = await create(runtime, cid, llm, bwrap, "ask", max_budget_per_task=0.001)
+    assert created.status_code == 201, created.text
+    stream = await runtime.connect(cid)
+    await stream.until(state_is("awaiting_user_input"), timeout=60)
+    await stream.send({"kind": "message", "text": "more"})
+    await stream.until(lambda e: isinstance(e, LLMCallEvent) and e.id > 0)
+    await stream.until(state_is("awaiting_user_input"), timeout=60)
+    events = stored(runtime, cid)
+    said = [e.text for e in events if isinstance(e, MessageEvent) and e.source == "agent"]
+    # The agent never saw the user's key; the provider got it (from the gateway), and the
+    # configured model, not the name the agent asked for.
+    assert said == [
+        "found: Falseplain answer",
+        "streamed answerllm error 402",  # the third call is over the task's budget
+    ]
+    requests = scripted_llm.requests
+    assert len(requests) == 2 and {r["model"] for r in requests} == {llm.model}
+    calls = [e for e in events if isinstance(e, LLMCallEvent)]
+    assert len(calls) == 2 and all(c.prompt_tokens > 0 and c.cost > 0 for c in calls)
+    [budget] = [e for e in events if isinstance(e, ErrorEvent)]
+    assert budget.code == "AGENT_BUDGET_EXCEEDED"
+    cassette = Cassette(runtime.conversation_dir(cid) / "cassette.jsonl").entries()
+    assert len(cassette) == 2
+    assert cassette[1].response is not None
+    assert cassette[1].response["choices"][0]["message"]["content"] == "streamed answer"
+    async with runtime.client() as client:
+        info = (await client.get(f"/api/conversations/{cid}")).json()
+    assert info["metrics"]["llm_calls"] == 2
+    assert info["metrics"]["cost"] == pytest.approx(sum(c.cost for c in calls))
+    text = (runtime.conversation_dir(cid) / "events.jsonl").read_text()
+    assert real_key not in text

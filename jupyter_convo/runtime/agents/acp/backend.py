@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acp import PROTOCOL_VERSION, connect_to_agent, text_block
+from acp import PROTOCOL_VERSION, RequestError, connect_to_agent, text_block
 from acp import schema as acp
 from acp.client.connection import ClientSideConnection
 
@@ -43,6 +43,7 @@ from ....events.schema import (
     ToolLocation,
 )
 from ....spawn import with_default_signals
+from ...gateway import LLMGateway
 from ..base import AgentBackend, AgentContext, AgentUnavailable
 from .client import ConvoAcpClient
 from .mapping import TurnMapper, _arguments
@@ -59,6 +60,16 @@ ACP_UNSUPPORTED = "ACP_UNSUPPORTED"
 ALLOW = ("allow_once", "allow_always")
 REJECT = ("reject_once", "reject_always")
 HIDDEN_PREFIXES = ("JUPYTER_CONVO_",)
+
+
+@dataclass(frozen=True)
+class LLMAccess:
+    """What an agent is told about its LLM: the gateway's OpenAI-style base URL, the
+    conversation's gateway token (its "API key") and the model name to ask for."""
+
+    base_url: str
+    api_key: str
+    model: str
 
 
 @dataclass
@@ -100,6 +111,7 @@ class AcpAgent(AgentBackend):
         self.session_id: str | None = None
         self.agent_info: str = ""
         self.terminals: Terminals | None = None
+        self.gateway: LLMGateway | None = None
         self.mapper = TurnMapper(emit=context.events.emit)
         self._turn: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -109,7 +121,7 @@ class AcpAgent(AgentBackend):
 
     # --- what a subclass provides ---------------------------------------------------------
 
-    def launch(self, home: Path) -> Launch:
+    def launch(self, home: Path, llm: LLMAccess) -> Launch:
         raise AgentUnavailable(f"agent backend {self.name!r} does not say how to launch it")
 
     # --- state ------------------------------------------------------------------------------
@@ -120,8 +132,17 @@ class AcpAgent(AgentBackend):
 
     @property
     def metrics(self) -> Metrics:
+        """The gateway's counts (every LLM call went through it); the agent's own usage
+        reports where the gateway saw nothing."""
         metrics = self._metrics.model_copy()
         metrics.cost = max(metrics.cost, self.mapper.metrics.cost)
+        if self.gateway is not None and self.gateway.metrics.llm_calls:
+            seen = self.gateway.metrics
+            metrics.prompt_tokens = seen.prompt_tokens
+            metrics.completion_tokens = seen.completion_tokens
+            metrics.cost = seen.cost
+            metrics.llm_calls = seen.llm_calls
+            metrics.latency = seen.latency
         return metrics
 
     def _set_state(self, state: AgentState, reason: str = "") -> None:
@@ -148,7 +169,16 @@ class AcpAgent(AgentBackend):
     async def start(self, initial_message: str | None, image_urls: Sequence[str] = ()) -> None:
         ctx = self.context
         home = self._home()
-        launch = self.launch(home)
+        self.gateway = LLMGateway(
+            settings=ctx.settings, events=ctx.events, cassette=ctx.cassette, secrets=ctx.secrets
+        )
+        await self.gateway.start()
+        access = LLMAccess(self.gateway.url, self.gateway.token, ctx.settings.llm.model)
+        try:
+            launch = self.launch(home, access)
+        except BaseException:
+            await self.gateway.close()
+            raise
         for relative, text in launch.files.items():
             target = home / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +201,7 @@ class AcpAgent(AgentBackend):
                 limit=STDIO_LIMIT,
             )
         except OSError as exc:
+            await self.gateway.close()
             raise AgentUnavailable(f"could not start {launch.argv[0]}: {exc}") from exc
         log.info("ACP agent %s started: pid %s", self.name, self.process.pid)
         client = ConvoAcpClient(
@@ -185,6 +216,7 @@ class AcpAgent(AgentBackend):
             await self._handshake()
         except BaseException:
             await self._end_process()
+            await self.gateway.close()
             raise
         self._watcher = asyncio.create_task(self._watch(), name=f"acp-watch-{ctx.conversation_id}")
         if initial_message:
@@ -244,6 +276,8 @@ class AcpAgent(AgentBackend):
 
     def _accept(self, text: str) -> Event:
         message = self.context.events.emit(MessageEvent(source="user", text=text))
+        if self.gateway is not None:
+            self.gateway.new_task()
         previous = self._turn
         self._turn = asyncio.create_task(
             self._run_turn(text, previous), name=f"acp-turn-{self.context.conversation_id}"
@@ -267,6 +301,9 @@ class AcpAgent(AgentBackend):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            # An error answer comes from a live agent; anything else may be its exit.
+            if not isinstance(exc, RequestError) and await self._exited():
+                return  # the watcher reports the exit (the closed connection is its echo)
             self.mapper.end_turn()
             self.context.events.emit(ErrorEvent(code=ACP_AGENT_ERROR, message=_short(exc)))
             self._set_state(AgentState.ERROR, ACP_AGENT_ERROR)
@@ -282,6 +319,15 @@ class AcpAgent(AgentBackend):
                 self._set_state(AgentState.STOPPED, "cancelled")
             return
         self._set_state(AgentState.AWAITING_USER_INPUT, answer.stop_reason)
+
+    async def _exited(self) -> bool:
+        """After a failed request: did the agent's process end (waiting for it a little,
+        as a closed connection comes just before the exit)?"""
+        if self.process is None or self._stopping:
+            return False
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.process.wait()), TERM_GRACE)
+        return self.process.returncode is not None
 
     async def _permission(
         self, tool_call: acp.ToolCallUpdate, options: list[acp.PermissionOption]
@@ -385,6 +431,8 @@ class AcpAgent(AgentBackend):
         if self.terminals is not None:
             await self.terminals.close()
         await self._end_process()
+        if self.gateway is not None:
+            await self.gateway.close()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
