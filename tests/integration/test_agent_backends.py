@@ -106,3 +106,18 @@ async def test_unknown_backend_fails_the_start_naming_the_installed_ones(
     with EventLog(runtime.conversation_dir("no-such") / "events.jsonl", read_only=True) as log:
         errors = [e for e in log.read() if isinstance(e, ErrorEvent)]
     assert [e.code for e in errors] == ["RUNTIME_START_FAILED"]
+
+
+async def test_a_known_agent_that_is_not_installed_says_how_to_install_it(
+    start_runtime: StartRuntime, scripted_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    runtime = await start_runtime(
+        env={"JUPYTER_CONVO_AGENTS_PATH": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
+    )
+    body = runtime.create_body("no-qwen", llm_config_for(scripted_llm), "hi", agent="qwen")
+    async with runtime.client() as client:
+        response = await client.post("/api/conversations", json=body)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert "Qwen Code agent is not installed" in error
+    assert "npm install --prefix /opt/convo-agents @qwen-code/qwen-code" in error
