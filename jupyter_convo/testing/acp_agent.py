@@ -17,6 +17,8 @@ prompt past the last turn answers ``done``. ``initialize: false`` never answers
   "new"}}``: a tool call; with ``permission`` it asks first (a rejection fails the call);
   ``write``/``read`` go through the client's ``fs/*``, ``terminal`` through
   ``terminal/*``; errors the client answers end the call as failed with their message
+- ``{"echo_prompt": true}``: a message repeating the prompt (``loaded <id>: `` first after
+  a ``session/load``, which replays a "replayed history" message)
 - ``{"hang": true}``: wait until ``session/cancel``; ``{"crash": N}``: exit with code N
 - ``{"env": ["NAME", ...]}``: a message listing which of those variables are set;
   ``{"find": "text"}``: a message saying whether any variable's value holds ``text``
@@ -68,6 +70,8 @@ class ScriptedAgent:
         self.turn = 0
         self.cancelled = asyncio.Event()
         self.conn: Any = None
+        self.loaded: str | None = None
+        self.prompt_text = ""
 
     def on_connect(self, conn: Any) -> None:
         self.conn = conn
@@ -91,8 +95,12 @@ class ScriptedAgent:
         return acp.NewSessionResponse(session_id=f"scripted-{uuid.uuid4().hex[:8]}")
 
     async def load_session(self, cwd: str, session_id: str, **kwargs: Any) -> Any:
+        import acp as sdk
         from acp import schema as acp
 
+        # As real agents do: replay the history (the client already has it).
+        await self.send(session_id, sdk.update_agent_message_text("replayed history"))
+        self.loaded = session_id
         return acp.LoadSessionResponse()
 
     async def authenticate(self, method_id: str, **kwargs: Any) -> None:
@@ -105,6 +113,7 @@ class ScriptedAgent:
         from acp import schema as acp
 
         self.cancelled.clear()
+        self.prompt_text = "".join(getattr(block, "text", "") for block in prompt)
         turns = self.script.get("turns", [])
         steps = turns[self.turn] if self.turn < len(turns) else [{"message": "done"}]
         self.turn += 1
@@ -155,6 +164,9 @@ class ScriptedAgent:
         elif "env" in step:
             present = [name for name in step["env"] if name in os.environ]
             await self.send(session_id, acp.update_agent_message_text("env: " + ",".join(present)))
+        elif "echo_prompt" in step:
+            told = f"loaded {self.loaded}: " if self.loaded else ""
+            await self.send(session_id, acp.update_agent_message_text(told + self.prompt_text))
         elif "find" in step:
             found = any(step["find"] in value for value in os.environ.values())
             await self.send(session_id, acp.update_agent_message_text(f"found: {found}"))

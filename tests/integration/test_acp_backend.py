@@ -313,3 +313,40 @@ async def test_llm_calls_go_through_the_gateway_with_budget_and_record(
     assert info["metrics"]["cost"] == pytest.approx(sum(c.cost for c in calls))
     text = (runtime.conversation_dir(cid) / "events.jsonl").read_text()
     assert real_key not in text
+
+
+@pytest.mark.parametrize("load_session", [True, False])
+async def test_a_restart_continues_the_session_or_primes_a_new_one(
+    load_session: bool,
+    start_runtime: StartRuntime,
+    scripted_llm: ScriptedLLM,
+    tmp_path: Path,
+    bwrap: str,
+) -> None:
+    # Each run of the scripted agent starts its script again: turn 1 answers every time.
+    script = {"load_session": load_session, "turns": [[{"echo_prompt": True}]]}
+    env = acp_env(tmp_path, script)
+    llm = llm_config_for(scripted_llm)
+    cid = "acp-restart"
+    first = await start_runtime(env=env)
+    assert (await create(first, cid, llm, bwrap, "remember the word kumquat")).status_code == 201
+    stream = await first.connect(cid)
+    await stream.until(state_is("awaiting_user_input"))
+    async with first.client() as client:
+        assert (await client.post(f"/api/conversations/{cid}/stop")).status_code == 200
+    assert first.wait_exit() == 0
+
+    second = await start_runtime(env=env)
+    assert (await create(second, cid, llm, bwrap, "which word?")).status_code == 201
+    stream = await second.connect(cid)
+    await stream.until(state_is("awaiting_user_input"))
+    events = stored(second, cid)
+    said = [e.text for e in events if isinstance(e, MessageEvent) and e.source == "agent"]
+    reasons = [e.reason for e in events if isinstance(e, AgentStateEvent)]
+    assert "replayed history" not in said  # a loaded session's replay is not logged twice
+    if load_session:
+        assert said[-1].startswith("loaded scripted-") and said[-1].endswith(": which word?")
+        assert "resumed with session/load" in reasons
+    else:
+        assert "kumquat" in said[-1] and said[-1].endswith("which word?")
+        assert "resumed with a new session primed with the conversation so far" in reasons

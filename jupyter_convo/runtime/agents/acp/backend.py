@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -118,6 +119,8 @@ class AcpAgent(AgentBackend):
         self._pending: dict[int, tuple[asyncio.Future[bool], list[acp.PermissionOption]]] = {}
         self._stopping = False
         self._stopped = False
+        self.resumed_by = ""
+        self._primer = ""  # the conversation so far, told to a new session with its 1st prompt
 
     # --- what a subclass provides ---------------------------------------------------------
 
@@ -219,6 +222,8 @@ class AcpAgent(AgentBackend):
             await self.gateway.close()
             raise
         self._watcher = asyncio.create_task(self._watch(), name=f"acp-watch-{ctx.conversation_id}")
+        if self.resumed_by:
+            self._set_state(AgentState.LOADING, f"resumed with {self.resumed_by}")
         if initial_message:
             self._accept(initial_message)
         else:
@@ -247,12 +252,34 @@ class AcpAgent(AgentBackend):
             ) from None
         info = answer.agent_info
         self.agent_info = f"{info.name} {info.version}" if info is not None else self.name
-        session = await asyncio.wait_for(
-            self.conn.new_session(cwd=str(self.context.workspace.root), mcp_servers=[]),
-            timeout,
+        self.resumed_by = await asyncio.wait_for(
+            self._open_session(answer.agent_capabilities), timeout
         )
-        self.session_id = session.session_id
         log.info("ACP agent %s: session %s", self.agent_info, self.session_id)
+
+    async def _open_session(self, capabilities: acp.AgentCapabilities | None) -> str:
+        """Continue the agent's own session (``session/load``) when it can and we know it;
+        else a new one, primed with the conversation so far at the next prompt. Returns how
+        (``""`` for a conversation with no history)."""
+        assert self.conn is not None
+        cwd = str(self.context.workspace.root)
+        record = self.context.directory / SESSION_FILE
+        earlier = load_session_record(record, self.name)
+        if earlier and capabilities is not None and capabilities.load_session:
+            self.mapper.muted = True  # the agent replays its history: it is logged already
+            try:
+                await self.conn.load_session(cwd=cwd, session_id=earlier, mcp_servers=[])
+                self.session_id = earlier
+                return "session/load"
+            except Exception as exc:
+                log.warning("ACP agent %s could not load session %s: %s", self.name, earlier, exc)
+            finally:
+                self.mapper.muted = False
+        session = await self.conn.new_session(cwd=cwd, mcp_servers=[])
+        self.session_id = session.session_id
+        save_session_record(record, self.name, self.session_id)
+        self._primer = conversation_so_far(self.context.events.read())
+        return "a new session primed with the conversation so far" if self._primer else ""
 
     async def _watch(self) -> None:
         """An agent that exits on its own ends the conversation's turn with an error."""
@@ -297,6 +324,8 @@ class AcpAgent(AgentBackend):
             return
         self._set_state(AgentState.RUNNING)
         try:
+            if self._primer:
+                text, self._primer = f"{self._primer}\n\n{text}", ""
             answer = await self.conn.prompt(session_id=self.session_id, prompt=[text_block(text)])
         except asyncio.CancelledError:
             raise
@@ -463,6 +492,42 @@ class AcpAgent(AgentBackend):
         # The group may outlive its leader (a child that ignored SIGTERM): kill what is left.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+SESSION_FILE = "acp-session.json"
+PRIMER_MAX_CHARS = 20_000
+
+
+def load_session_record(path: Path, agent: str) -> str | None:
+    """The ACP session id an earlier run of ``agent`` saved, if any."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("agent") == agent:
+        session = data.get("session_id")
+        return session if isinstance(session, str) else None
+    return None
+
+
+def save_session_record(path: Path, agent: str, session_id: str) -> None:
+    path.write_text(json.dumps({"agent": agent, "session_id": session_id}), encoding="utf-8")
+
+
+def conversation_so_far(events: Sequence[Event]) -> str:
+    """The earlier messages, as text a new agent session is given before the next one."""
+    lines = [
+        f"{'User' if e.source == 'user' else 'You'}: {e.text}"
+        for e in events
+        if isinstance(e, MessageEvent)
+    ]
+    if not lines:
+        return ""
+    text = "\n".join(lines)[-PRIMER_MAX_CHARS:]
+    return (
+        "This conversation was restarted; your earlier session is gone. "
+        f"The conversation so far:\n{text}\n\nThe user's new message follows."
+    )
 
 
 def _answer(options: list[acp.PermissionOption], *, allowed: bool) -> acp.RequestPermissionResponse:

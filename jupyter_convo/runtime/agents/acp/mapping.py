@@ -92,8 +92,11 @@ class TurnMapper:
     _text: list[str] = field(default_factory=list)
     _thought: list[str] = field(default_factory=list)
     calls: dict[str, _Call] = field(default_factory=dict)
+    muted: bool = False  # while an agent replays a loaded session's history
 
     def update(self, update: Any) -> None:
+        if self.muted:
+            return
         if isinstance(update, acp.AgentMessageChunk):
             self._flush_thought()
             self._text.append(block_text(update.content))
