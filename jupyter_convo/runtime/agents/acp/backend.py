@@ -11,6 +11,10 @@ files to write under the private HOME). Turns: a user message -> ``session/promp
 agent's updates -> events (``mapping``); a permission request -> a ``tool_call`` action
 awaiting confirmation (answered automatically when confirmation mode is off); Stop ->
 ``session/cancel``, then the process group ends.
+
+Over 400 lines on purpose: one class with one job, the life of one ACP session (start,
+turns, permissions, restart, stop share its state); the protocol's other parts live in
+``mapping``, ``client`` and ``terminals``.
 """
 
 from __future__ import annotations
