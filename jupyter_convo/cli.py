@@ -140,6 +140,7 @@ def cmd_start(client: ConvoClient, args: argparse.Namespace) -> int:
         ("title", args.title),
         ("model", args.model),
         ("sandbox", args.sandbox),
+        ("agent", args.agent),
         ("workspace", args.workspace),
         ("max_iterations", args.max_iterations),
         ("max_budget_per_task", args.budget),
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sandbox", help="a sandbox kind the server offers (jupyter convo capabilities)"
     )
+    p.add_argument("--agent", help="the agent backend (default: the server's; see docs/agents.md)")
     p.add_argument("--workspace", help="workspace folder (default: a new one per conversation)")
     p.add_argument("--confirm", action="store_true", help="ask before risky actions")
     p.add_argument("--max-iterations", type=int)
@@ -260,9 +262,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
     p.set_defaults(run=cmd_delete)
 
+    p = sub.add_parser("agents", help="the agent backends and which external agents are installed")
+    p.set_defaults(run_local=cmd_agents)
+
     add_share_commands(sub)  # export, import, replay, notebook
     add_build_image_command(sub)  # needs a Docker engine, not a Jupyter server
     return parser
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    """The agent backends installed with this package, and which external agents are found
+    here (a local look: the same machine as a process-sandbox server)."""
+    from .runtime.agents import DEFAULT_AGENT, agent_names
+    from .runtime.agents.registry import AGENTS_PATH_ENV, KNOWN_AGENTS
+
+    print(f"{'AGENT':<10} {'LLM API':<18} INSTALLED")
+    for name in agent_names():
+        known = KNOWN_AGENTS.get(name)
+        if name == DEFAULT_AGENT:
+            print(f"{name:<10} {'Chat Completions':<18} yes (built in)")
+        elif known is None:
+            print(f"{name:<10} {'-':<18} registered by a package")
+        else:
+            path = known.find()
+            found = f"yes ({path})" if path else f"no: {known.install}"
+            print(f"{name:<10} {known.llm_api:<18} {found}")
+    print(f"(external agents are looked for in ${AGENTS_PATH_ENV}, then PATH)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

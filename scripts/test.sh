@@ -13,7 +13,8 @@
 # and npm must exist).
 # The install step also installs bubblewrap (apt, scripts/install-bubblewrap.sh): the process
 # sandbox's jail.
-# CONVO_SKIP_DOCKER=1 leaves the docker tier out, CONVO_SKIP_UI=1 the UI tier,
+# CONVO_SKIP_DOCKER=1 leaves the docker tier out, CONVO_SKIP_AGENTS=1 the agents tier (real
+# npm ACP agents), CONVO_SKIP_UI=1 the UI tier,
 # CONVO_SKIP_RELIABILITY=1 the reliability tier, CONVO_SKIP_FRESH=1 the fresh-machine tier
 # (each says so).
 set -euo pipefail
@@ -69,6 +70,25 @@ if [[ ${CONVO_SKIP_RELIABILITY:-0} == 1 ]]; then
 else
     echo "== reliability tier: faults, load, hostile input, security"
     "$PYTHON" -m pytest -p no:cacheprovider -q "$@" tests/reliability
+fi
+
+# The agents tier: real ACP agents from npm (OpenCode, Qwen Code) in the jail, behind the
+# LLM gateway, against the scripted LLM. scripts/install-agents.sh installs them (~500 MB,
+# cached by npm); it exits 3 when npm or its registry is unreachable: the tier then skips.
+if [[ ${CONVO_SKIP_AGENTS:-0} == 1 ]]; then
+    echo "== agents tier SKIPPED (CONVO_SKIP_AGENTS=1)"
+else
+    echo "== agents tier: real ACP agents from npm"
+    status=0
+    bash scripts/install-agents.sh || status=$?
+    if [[ $status == 3 ]]; then
+        echo "== agents tier SKIPPED: npm or its registry is unreachable (see above)"
+    elif [[ $status != 0 ]]; then
+        exit "$status"
+    else
+        CONVO_AGENTS_TIER=1 "$PYTHON" -m pytest -p no:cacheprovider -q "$@" \
+            tests/integration/test_real_acp_agents.py
+    fi
 fi
 
 # The fresh-machine tier: scripts/lab.sh (the main job) run into a new virtual environment

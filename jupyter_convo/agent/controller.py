@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..events.inputs import AgentStateInput, ConfirmationInput, MessageInput, UserInput
-from ..events.log import EventLog
 from ..events.schema import (
     ActionBase,
     AgentState,
@@ -33,6 +32,7 @@ from ..events.schema import (
     MessageEvent,
     ThinkEvent,
 )
+from ..events.sink import EventSink
 from .history import IncrementalHistory, tool_call_for
 from .llm import LLM_RATE_LIMITED, LLMClient, LLMError, LLMResponse, ToolCall
 from .metrics import Metrics
@@ -154,12 +154,13 @@ def rebuild_from_log(events: Iterable[EventBase]) -> _Snapshot:
 
 
 class AgentController:
-    """Runs one conversation's agent loop over its event log (see the module doc)."""
+    """Runs one conversation's agent loop over its events (see the module doc); it reads and
+    writes them only through ``events``, the sink the runtime owns."""
 
     def __init__(
         self,
         *,
-        log: EventLog,
+        events: EventSink,
         llm: LLMClient,
         tools: Sequence[Tool],
         settings: AgentSettings,
@@ -170,7 +171,7 @@ class AgentController:
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"duplicate tool names: {', '.join(duplicates)}")
-        self.log = log
+        self.events = events
         self.llm = llm
         self.settings = settings
         self.workspace = workspace
@@ -224,7 +225,7 @@ class AgentController:
         if self._closed:
             raise RuntimeError("the controller is closed")
         self._started = True
-        history = self.log.read()
+        history = self.events.read()
         snapshot = rebuild_from_log(history)
         self.metrics = snapshot.metrics
         self._task_cost = snapshot.task_cost
@@ -420,7 +421,7 @@ class AgentController:
 
     async def _step(self) -> None:
         """One LLM step: ask, log the answer, run its tool calls."""
-        new_events = self.log.read(after_id=self._history.checkpoint)
+        new_events = self.events.read(after_id=self._history.checkpoint)
         if new_events:
             self._seen_id = new_events[-1].id
         messages = self._history.messages(new_events)
@@ -521,7 +522,7 @@ class AgentController:
         """Did the user write after the last LLM request was built? Then the agent goes on."""
         return any(
             isinstance(event, MessageEvent) and event.source == "user"
-            for event in self.log.read(after_id=self._seen_id)
+            for event in self.events.read(after_id=self._seen_id)
         )
 
     def _parse(self, call: ToolCall) -> _Call:
@@ -608,7 +609,7 @@ class AgentController:
             return
         if self.state not in (S.RUNNING, S.AWAITING_USER_INPUT):
             return
-        recent = self.log.read(after_id=max(-1, self.log.next_id - 1 - STUCK_WINDOW))
+        recent = self.events.read(after_id=max(-1, self.events.next_id - 1 - STUCK_WINDOW))
         reason = detect_stuck(recent)
         if reason is not None:
             self._fail(AGENT_STUCK, f"The agent seems stuck: {reason}. Send a message to help.")
@@ -636,7 +637,7 @@ class AgentController:
                 waiter[1].set_result(new)
 
     def _append(self, event: EventBase) -> Event:
-        return self.log.append(event)
+        return self.events.emit(event)
 
     def _tool_for(self, action: ActionBase) -> Tool | None:
         try:

@@ -44,6 +44,9 @@ FINISH_RESULT = "The task was marked as finished."
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
+# What an external (ACP) agent logs: its own tools and plans, never sent to our LLM as calls.
+EXTERNAL_AGENT_KINDS = frozenset({"tool_call", "tool_result", "plan"})
+
 
 def build_messages(
     events: Iterable[EventBase],
@@ -249,6 +252,8 @@ class _HistoryBuilder:
         self.turn: _Turn | None = None
 
     def add(self, event: EventBase) -> None:
+        if event.kind in EXTERNAL_AGENT_KINDS:  # another agent's tools: not ours to call
+            return
         if event.kind == "llm_call":
             self.flush()
             self.turn = _Turn()

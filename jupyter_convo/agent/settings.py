@@ -66,6 +66,11 @@ class AgentSettings(BaseModel):
     # (on for a new one). The server's policy can cut it for every conversation.
     network: bool | None = None
     extra_instructions: str = ""
+    # The agent backend (an entry point of ``jupyter_convo.agents``); None: the one the
+    # conversation ran with before, else the built-in agent.
+    agent: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # How long an external agent (ACP) may take to answer initialize and session/new.
+    agent_start_timeout: float = Field(default=60.0, gt=0)
 
     @field_serializer("secrets", when_used="json")
     def _secrets(self, value: dict[str, SecretStr], info: SerializationInfo) -> dict[str, str]:

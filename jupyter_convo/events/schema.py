@@ -205,6 +205,69 @@ class FileEditResultEvent(ObservationBase):
 # --- user answers and state -------------------------------------------------------------
 
 
+# --- external agents (ACP): their tools, plans -------------------------------------------
+
+
+class ToolLocation(BaseModel):
+    """A file (and line) a tool call works on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    line: int | None = None
+
+
+class PermissionChoice(BaseModel):
+    """One answer an external agent offers to a permission request (ACP option kinds:
+    allow_once, allow_always, reject_once, reject_always)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    option_id: str
+    name: str
+    kind: str
+
+
+class ToolCallEvent(ActionBase):
+    """A tool call of an external agent, as it described it: its kind (read, edit, delete,
+    move, search, execute, think, fetch, other), title, files and input. With
+    ``confirmation == "awaiting"`` it is a permission request offering ``options``."""
+
+    kind: Literal["tool_call"] = "tool_call"
+    source: Source = "agent"
+    tool_kind: str = "other"
+    title: str = ""
+    locations: list[ToolLocation] = Field(default_factory=list)
+    arguments: str = ""  # the agent's raw input, as JSON text
+    options: list[PermissionChoice] = Field(default_factory=list)
+
+
+class ToolResultEvent(ObservationBase):
+    """How an external agent's tool call ended: its text and terminal output, its diffs."""
+
+    kind: Literal["tool_result"] = "tool_result"
+    status: str = "completed"  # completed | failed
+    title: str = ""
+    output: str = ""
+    diff: str = ""  # unified diff of the files it changed
+
+
+class PlanStep(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    content: str
+    priority: str = "medium"  # high | medium | low
+    status: str = "pending"  # pending | in_progress | completed
+
+
+class PlanEvent(EventBase):
+    """An external agent's plan: the whole list each time it changes."""
+
+    kind: Literal["plan"] = "plan"
+    source: Source = "agent"
+    entries: list[PlanStep] = Field(default_factory=list)
+
+
 class ConfirmationEvent(EventBase):
     """The user's answer to an action that waited for confirmation (``cause``)."""
 
@@ -226,6 +289,8 @@ class StatusEvent(EventBase):
     source: Source = "environment"
     status: str
     message: str = ""
+    # The agent backend a (re)start runs (``runtime.agents``); set on STARTING_RUNTIME.
+    agent: str | None = None
 
 
 class SandboxMount(BaseModel):
@@ -337,6 +402,9 @@ Event = Annotated[
         | FileContentEvent
         | FileEditEvent
         | FileEditResultEvent
+        | ToolCallEvent
+        | ToolResultEvent
+        | PlanEvent
         | ConfirmationEvent
         | AgentStateEvent
         | StatusEvent
@@ -363,6 +431,9 @@ EVENT_KINDS: tuple[str, ...] = (
     "file_content",
     "file_edit",
     "file_edit_result",
+    "tool_call",
+    "tool_result",
+    "plan",
     "confirmation",
     "agent_state",
     "status",
@@ -374,10 +445,10 @@ EVENT_KINDS: tuple[str, ...] = (
     "replay_summary",
 )
 ACTION_KINDS: frozenset[str] = frozenset(
-    {"think", "finish", "command", "python", "file_read", "file_edit"}
+    {"think", "finish", "command", "python", "file_read", "file_edit", "tool_call"}
 )
 OBSERVATION_KINDS: frozenset[str] = frozenset(
-    {"command_output", "python_output", "file_content", "file_edit_result"}
+    {"command_output", "python_output", "file_content", "file_edit_result", "tool_result"}
 )
 
 

@@ -55,6 +55,15 @@ def event_summary(event: dict[str, Any]) -> str:
         return f"{head} edited {event.get('path', '')}" + (
             f" (error: {event['error']})" if event.get("error") else ""
         )
+    if kind == "tool_call":
+        asks = " (asks permission)" if event.get("confirmation") == "awaiting" else ""
+        return f"{head} [{event.get('tool_kind', 'other')}] {event.get('title', '')}{asks}"
+    if kind == "tool_result":
+        return f"{head} {event.get('status', 'completed')}: {event.get('title', '')}".rstrip(": ")
+    if kind == "plan":
+        entries = event.get("entries", [])
+        done = sum(1 for e in entries if e.get("status") == "completed")
+        return f"{head} plan: {done}/{len(entries)} done"
     if kind == "think":
         return f"{head} (thinking)"
     if kind == "finish":
@@ -111,6 +120,14 @@ def event_text(event: dict[str, Any]) -> str:
         body = event.get("content", "")
     elif kind == "think":
         body = event.get("thought", "")
+    elif kind == "tool_result":
+        body = "\n".join(p for p in (event.get("output", ""), event.get("diff", "")) if p)
+    elif kind == "plan":
+        marks = {"completed": "[x]", "in_progress": "[~]"}
+        body = "\n".join(
+            f"{marks.get(e.get('status', ''), '[ ]')} {e.get('content', '')}"
+            for e in event.get("entries", [])
+        )
     if not body.strip():
         return summary
     return summary + "\n" + _indent(_clip(body))

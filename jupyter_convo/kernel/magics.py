@@ -40,9 +40,9 @@ def _named_cell_magic(name: str) -> Callable[[_F], _F]:
 
 
 USAGE = """\
-%convo start "task" [--model M] [--sandbox KIND] [--workspace DIR] [--confirm]
-             [--no-confirm] [--title T] [--max-iterations N] [--budget USD] [--no-network]
-             [--kernel]
+%convo start "task" [--model M] [--sandbox KIND] [--agent NAME] [--workspace DIR]
+             [--confirm] [--no-confirm] [--title T] [--max-iterations N] [--budget USD]
+             [--no-network] [--kernel]
 %convo send [ID] "message"     %convo stop [ID]     %convo resume [ID]
 %convo show [ID]               %convo list [--limit N] [--status S]
 %convo status [ID]             %convo help
@@ -63,6 +63,8 @@ start     Start a conversation on TASK and show its live view. `conv = %convo st
                                  your settings / the server's)
             --sandbox KIND       where the runtime runs: a kind the server offers
                                  (%convo status lists them; default: the server's)
+            --agent NAME         the agent backend (default: the server's, usually
+                                 builtin; `jupyter convo agents` lists them)
             --workspace DIR      the agent's working directory (relative to this
                                  notebook; must be inside the Jupyter root)
             --confirm            ask before risky actions (confirmation mode)
@@ -142,6 +144,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_start_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model")
     parser.add_argument("--sandbox")
+    parser.add_argument("--agent")
     parser.add_argument("--workspace")
     confirm = parser.add_mutually_exclusive_group()
     confirm.add_argument("--confirm", dest="confirm", action="store_true", default=None)
@@ -458,6 +461,7 @@ class ConvoMagics(Magics):
         values = {
             "model": model,
             "sandbox": sandbox,
+            "agent": args.agent,
             "workspace": os.path.abspath(args.workspace) if args.workspace else None,
             "confirmation_mode": confirm,
             "title": args.title,

@@ -320,6 +320,7 @@ class NestedConversationManager(ConversationManager):
                 "sandbox": kind,
                 "trigger": trigger,
                 "model": settings.llm.model,
+                "agent": settings.agent,
                 "initial_message": initial_message is not None,
                 "replay": replay is not None,
             },

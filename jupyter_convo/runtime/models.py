@@ -51,3 +51,4 @@ class ConversationInfo(BaseModel):
     metrics: Metrics = Field(default_factory=Metrics)
     last_event_id: int = -1
     title: str | None = None
+    agent: str | None = None  # the agent backend it runs (None before it started)

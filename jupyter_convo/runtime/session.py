@@ -1,9 +1,11 @@
-"""The conversation a runtime hosts: its directory, log, secrets, workspace and agent loop.
+"""The conversation a runtime hosts: its directory, log, secrets, workspace and agent.
 
-A runtime hosts exactly one conversation. Binding creates (or reopens) the conversation
-directory; an existing ``events.jsonl`` means a restart and the controller continues from it.
-A request with ``replay`` (and no log yet) first replays a recorded run into the new log
-(``jupyter_convo.share.replay``), then hands over to a live agent.
+A runtime hosts exactly one conversation and one agent backend (``runtime.agents``), chosen
+by ``settings.agent`` (else the one the log says it ran with, else the built-in agent). The
+session owns the log and the ``EventSink`` backends emit through. Binding creates (or
+reopens) the conversation directory; an existing ``events.jsonl`` means a restart and the
+backend continues from it. A request with ``replay`` (and no log yet) first replays a
+recorded run into the new log (``jupyter_convo.share.replay``), then hands over to a live agent.
 """
 
 from __future__ import annotations
@@ -17,11 +19,8 @@ from typing import TYPE_CHECKING
 
 from ..agent.cassette import Cassette
 from ..agent.confine import Confiner
-from ..agent.controller import AgentController
 from ..agent.llm import LLMClient
 from ..agent.metrics import Metrics
-from ..agent.tools import build_tools
-from ..agent.tools.base import Tool
 from ..agent.workspace import Workspace
 from ..events.inputs import UserInput
 from ..events.log import EventLog
@@ -36,6 +35,9 @@ from ..events.schema import (
     StatusEvent,
     TitleEvent,
 )
+from ..events.sink import LogSink
+from .agents import DEFAULT_AGENT, load_backend
+from .agents.base import AgentBackend, AgentBusy, AgentContext
 from .models import ConversationInfo, CreateConversationRequest
 
 if TYPE_CHECKING:
@@ -101,13 +103,13 @@ class ConversationSession:
         self.workspace = Workspace(workspace_root(request, self.directory))
         # Checked before the log opens: a bad replay source is the request's fault (400).
         self.replay = self._replay_source(request)
-        self._replay_task: asyncio.Task[None] | None = None
         self.log = EventLog(self.directory / EVENTS_FILE, secrets=secrets)
         self.restarted = len(self.log) > 0
         self.runtime_status = RuntimeStatus.STARTING_RUNTIME
-        self.controller: AgentController | None = None
-        self._tools: list[Tool] = []
-        self._instructions = ""
+        # The one door backends write through (the runtime's own records use the log).
+        self.events = LogSink(self.log)
+        self.agent_name: str | None = None
+        self.backend: AgentBackend | None = None
         self._started = asyncio.Event()
         self._start_error: str | None = None
         self._stop_task: asyncio.Task[None] | None = None
@@ -121,36 +123,40 @@ class ConversationSession:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Build the tools, LLM client and controller, then start the loop (in the background:
-        the controller returns once its loop is under way)."""
+        """Build the LLM client, the jail and the chosen agent backend, then start it (in
+        the background: a backend returns once its agent is under way)."""
         message = self.request.initial_message
         try:
-            self._status(RuntimeStatus.STARTING_RUNTIME, "restarting" if self.restarted else "")
             settings = self.request.settings
+            self.agent_name = self._agent_name(settings)
+            backend_class = load_backend(self.agent_name)
+            self._status(
+                RuntimeStatus.STARTING_RUNTIME,
+                "restarting" if self.restarted else "",
+                agent=self.agent_name,
+            )
             cassette = Cassette(self.directory / CASSETTE_FILE, secrets=self.secrets)
             llm = LLMClient(settings.llm, cassette=cassette, secrets=self.secrets)
             confiner = self._confiner(settings)
             self.log.append(confiner.event())
-            self._tools = build_tools(self.workspace, settings, confiner)
-            self._instructions = confiner.instructions()
-            if self.replay is not None:
-                self._status(RuntimeStatus.READY)
-                self._replay_task = asyncio.create_task(
-                    self._run_replay(*self.replay, settings, llm, cassette),
-                    name=f"replay-{self.conversation_id}",
+            self.backend = backend_class(
+                AgentContext(
+                    conversation_id=self.conversation_id,
+                    directory=self.directory,
+                    workspace=self.workspace,
+                    settings=settings,
+                    events=self.events,
+                    confiner=confiner,
+                    llm=llm,
+                    cassette=cassette,
+                    secrets=self.secrets,
+                    instructions=confiner.instructions(),
+                    replay=self.replay,
+                    replay_log=self.log if self.replay is not None else None,
                 )
-                self._started.set()
-                return
-            self.controller = AgentController(
-                log=self.log,
-                llm=llm,
-                tools=self._tools,
-                settings=settings,
-                workspace=self.workspace,
-                instructions=self._instructions,
             )
             self._status(RuntimeStatus.READY)
-            await self.controller.start(
+            await self.backend.start(
                 message.text if message else None, message.image_urls if message else ()
             )
         except Exception as exc:
@@ -158,11 +164,22 @@ class ConversationSession:
             raise SessionStartError(str(exc)) from exc
         self._started.set()
         log.info(
-            "conversation %s %s (workspace %s)",
+            "conversation %s %s with agent %s (workspace %s)",
             self.conversation_id,
             "restarted from its log" if self.restarted else "started",
+            self.agent_name,
             self.workspace.root,
         )
+
+    def _agent_name(self, settings: AgentSettings) -> str:
+        """The requested backend; else the one this conversation ran with; else the default."""
+        if settings.agent:
+            return settings.agent
+        page = self.log.search(kind="status", reverse=True, limit=100)
+        for event in page.items:
+            if isinstance(event, StatusEvent) and event.agent:
+                return event.agent
+        return DEFAULT_AGENT
 
     def _confiner(self, settings: AgentSettings) -> Confiner:
         """The jail of this run's tool processes. A conversation that turned its network
@@ -196,51 +213,25 @@ class ConversationSession:
         replay = parse_replay_request(request.replay)  # ValueError names the field
         return source_from_request(replay, self.directory), replay
 
-    async def _run_replay(
-        self,
-        source: ReplaySource,
-        replay: ReplayRequest,
-        settings: AgentSettings,
-        llm: LLMClient,
-        cassette: Cassette,
-    ) -> None:
-        """Replay, then let the live agent take over (also when the replay failed)."""
-        from ..share.replay import replay_then_live
-
-        self.controller = await replay_then_live(
-            source,
-            replay.mode,
-            log=self.log,
-            tools=self._tools,
-            settings=settings,
-            workspace=self.workspace,
-            llm=llm,
-            cassette=cassette,
-            secrets=self.secrets,
-        )
-
-    @property
-    def replaying(self) -> bool:
-        return self._replay_task is not None and not self._replay_task.done()
-
     async def _fail_start(self, exc: Exception) -> None:
         log.exception("conversation %s could not start", self.conversation_id)
         self._start_error = str(exc)
         self.log.append(ErrorEvent(code=START_FAILED_CODE, message=str(exc)))
         self._status(RuntimeStatus.ERROR, str(exc))
-        await self._close_tools()
+        await self._stop_backend()
         self._final_info = self._compute_info()
         await self._drain_subscribers()
         self.log.close()
         self.closed.set()
         self._started.set()
 
-    async def _close_tools(self) -> None:
-        for tool in self._tools:
-            try:
-                await tool.close()
-            except Exception:
-                log.exception("closing tool %s failed", tool.name)
+    async def _stop_backend(self) -> None:
+        if self.backend is None:
+            return
+        try:
+            await self.backend.stop()
+        except Exception:
+            log.exception("stopping the agent of %s failed", self.conversation_id)
 
     async def wait_started(self) -> None:
         """Until ``start`` finished (a concurrent bind of the same id waits here)."""
@@ -258,17 +249,7 @@ class ConversationSession:
         if self.closed.is_set():
             return
         self._status(RuntimeStatus.STOPPING)
-        if self._replay_task is not None and not self._replay_task.done():
-            self._replay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._replay_task
-        if self.controller is not None:
-            try:
-                await self.controller.close()
-            except Exception:
-                log.exception("closing the agent of %s failed", self.conversation_id)
-        else:
-            await self._close_tools()
+        await self._stop_backend()
         self._status(RuntimeStatus.STOPPED)
         self._final_info = self._compute_info()
         await self._drain_subscribers()
@@ -302,16 +283,16 @@ class ConversationSession:
     # --- input and state ---------------------------------------------------------------------
 
     async def handle_input(self, item: UserInput) -> Event:
-        """Pass a user's message, confirmation or state change to the controller."""
+        """Pass a user's message, confirmation or state change to the agent backend."""
         if self.closed.is_set():
             raise SessionClosed(f"conversation {self.conversation_id} is stopped")
         await self.wait_started()
-        if self.replaying or self.controller is None:
-            raise SessionBusy(
-                f"conversation {self.conversation_id} is replaying a recorded run; "
-                "send input once its replay_summary event arrived"
-            )
-        return await self.controller.handle_input(item)
+        if self.backend is None:
+            raise SessionBusy(f"conversation {self.conversation_id} has no agent yet")
+        try:
+            return await self.backend.handle_input(item)
+        except AgentBusy as exc:
+            raise SessionBusy(str(exc)) from exc
 
     def info(self) -> ConversationInfo:
         if self._final_info is not None:
@@ -319,14 +300,15 @@ class ConversationSession:
         return self._compute_info()
 
     def _compute_info(self) -> ConversationInfo:
-        controller = self.controller
-        agent_state = controller.state if controller is not None else AgentState.LOADING
+        backend = self.backend
+        agent_state = backend.state if backend is not None else AgentState.LOADING
         return ConversationInfo(
             conversation_id=self.conversation_id,
             status=self._conversation_status().value,
             agent_state=AgentState(agent_state).value,
             runtime_status=self.runtime_status.value,
-            metrics=controller.metrics.model_copy() if controller is not None else Metrics(),
+            metrics=backend.metrics if backend is not None else Metrics(),
+            agent=self.agent_name,
             last_event_id=self.log.next_id - 1,
             title=self._title(),
         )
@@ -347,6 +329,8 @@ class ConversationSession:
                 return event.title
         return None
 
-    def _status(self, status: RuntimeStatus, message: str = "") -> None:
+    def _status(
+        self, status: RuntimeStatus, message: str = "", *, agent: str | None = None
+    ) -> None:
         self.runtime_status = status
-        self.log.append(StatusEvent(status=status.value, message=message))
+        self.log.append(StatusEvent(status=status.value, message=message, agent=agent))

@@ -153,6 +153,15 @@ class ConvoExtension(ExtensionApp):
             "JUPYTER_CONVO_LLM_MODEL. Default: '' (unset)."
         ),
     )
+    default_agent = Unicode(
+        "builtin",
+        config=True,
+        help=(
+            "The agent backend of a conversation created without `agent` (a name in the "
+            "jupyter_convo.agents entry-point group; `jupyter convo agents` lists them). "
+            "Default: 'builtin' (jupyter-convo's own agent)."
+        ),
+    )
     llm_base_url = Unicode(
         "",
         config=True,
@@ -277,6 +286,7 @@ class ConvoExtension(ExtensionApp):
             root_dir=Path(self.serverapp.root_dir),
             llm_model=self.llm_model or None,
             llm_base_url=self.llm_base_url or None,
+            default_agent=self.default_agent,
             single_user=self.single_user,
             single_user_name=self.single_user_name,
         )

@@ -151,6 +151,8 @@ class CreateConversationRequest(ConversationOptions):
     title: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE_LENGTH)
     workspace: str | None = Field(default=None, min_length=1)
     sandbox: str | None = Field(default=None, pattern=SANDBOX_KIND_PATTERN)
+    # The agent backend (``jupyter convo agents`` lists them); None: the server's default.
+    agent: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     trigger: str = Field(default="gui", pattern=TRIGGER_PATTERN)
     replay: ReplayOptions | None = None
 

@@ -30,6 +30,7 @@ from ..events.redact import SecretRegistry
 from ..manager.base import ConversationManager, ConversationNotRunning
 from ..manager.config import ManagerConfig
 from ..manager.owner import DataDirInUse
+from ..runtime.agents import DEFAULT_AGENT, agent_names
 from ..runtime.models import InitialMessage
 from ..share.importer import ImportLimits
 from ..store.conversations import ConversationMetadata, ConversationStore
@@ -79,6 +80,7 @@ class ConvoServices:
         single_user: bool | None = None,
         single_user_name: str = "owner",
         environ: Mapping[str, str] | None = None,
+        default_agent: str = DEFAULT_AGENT,
     ) -> None:
         self.manager = manager
         self.store = store
@@ -87,6 +89,7 @@ class ConvoServices:
         self.root_dir = root_dir.resolve()
         self.llm_model = llm_model
         self.llm_base_url = llm_base_url
+        self.default_agent = default_agent
         self.single_user = single_user
         self.single_user_name = single_user_name
         self._environ = os.environ if environ is None else environ
@@ -265,6 +268,17 @@ class ConvoServices:
             confirmation_mode=settings.confirmation_mode,
             secrets=self.settings_store.get_secrets(user_id) or None,
         )
+
+    def choose_agent(self, requested: str | None) -> str:
+        """The agent backend of a new conversation: the requested one, else the server's
+        default; ValueError (a 400) names the registered ones when it is not one of them."""
+        name = requested or self.default_agent
+        known = agent_names()
+        if name not in known:
+            raise ValueError(
+                f"unknown agent {name!r}: the agents installed here are {', '.join(known)}"
+            )
+        return name
 
     def default_sandbox(self, user_id: str) -> str | None:
         """The user's preferred sandbox kind, if they chose one."""

@@ -48,6 +48,7 @@ from ..events.schema import (
     TitleEvent,
     utcnow,
 )
+from ..events.sink import EventSink, LogSink
 from .cassette_llm import CassetteLLM
 from .normalize import default_workspace_roots, observation_diff, rebase_text
 from .source import ReplayRequest, ReplaySource, parse_replay_request
@@ -473,12 +474,15 @@ async def run_replay(
     cassette: Cassette | None = None,
     secrets: SecretRegistry | None = None,
     step_timeout: float | None = None,
+    events: EventSink | None = None,
 ) -> ReplayOutcome:
     """Replay ``source`` into ``log`` and hand back a started controller that goes on live.
 
     ``llm`` is the live client used after the replay (it fails with ``LLM_NOT_CONFIGURED``
     when none is configured); in cassette mode the served answers go to ``cassette``.
+    ``events`` is the sink the controller emits through (default: one over ``log``).
     """
+    sink = events if events is not None else LogSink(log)
     new_root = str(workspace.root)
     roots = list(source.workspace_roots)
 
@@ -488,7 +492,7 @@ async def run_replay(
     if mode == "actions":
         summary = await replay_actions(source, log=log, tools=tools, workspace=workspace)
         controller = AgentController(
-            log=log, llm=llm, tools=tools, settings=settings, workspace=workspace
+            events=sink, llm=llm, tools=tools, settings=settings, workspace=workspace
         )
         await controller.start()
         return ReplayOutcome(summary, controller)
@@ -496,7 +500,7 @@ async def run_replay(
         source.cassette, fallback=llm, cassette=cassette, secrets=secrets, rewrite=rewrite
     )
     controller = AgentController(
-        log=log, llm=replay_llm, tools=tools, settings=settings, workspace=workspace
+        events=sink, llm=replay_llm, tools=tools, settings=settings, workspace=workspace
     )
     try:
         summary = await replay_cassette(
@@ -521,6 +525,7 @@ async def replay_then_live(
     llm: LLMClient,
     cassette: Cassette | None = None,
     secrets: SecretRegistry | None = None,
+    events: EventSink | None = None,
 ) -> AgentController:
     """``run_replay`` for a runtime: a replay that fails is logged (``REPLAY_FAILED``) and a
     live agent takes over all the same; returns the started controller."""
@@ -535,6 +540,7 @@ async def replay_then_live(
             llm=llm,
             cassette=cassette,
             secrets=secrets,
+            events=events,
         )
         return outcome.controller
     except asyncio.CancelledError:
@@ -543,7 +549,11 @@ async def replay_then_live(
         logger.exception("The replay of %s failed", source.conversation_id)
         log.append(ErrorEvent(code=REPLAY_FAILED, message=f"The replay failed: {exc}"))
     controller = AgentController(
-        log=log, llm=llm, tools=tools, settings=settings, workspace=workspace
+        events=events if events is not None else LogSink(log),
+        llm=llm,
+        tools=tools,
+        settings=settings,
+        workspace=workspace,
     )
     await controller.start()
     return controller

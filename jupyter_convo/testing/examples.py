@@ -29,6 +29,7 @@ from ..events.inputs import MessageInput
 from ..events.log import EventLog
 from ..events.redact import SecretRegistry
 from ..events.schema import ConversationStatus
+from ..events.sink import LogSink
 from ..share.export import export_conversation, metadata_from_log
 from ..share.format import CASSETTE_FILE, EVENTS_FILE
 from ..share.importer import extract_export
@@ -75,7 +76,7 @@ async def record_run(
         cassette = Cassette(directory / CASSETTE_FILE, secrets=secrets)
         llm = LLMClient(settings.llm, cassette=cassette, secrets=secrets)
         controller = AgentController(
-            log=log,
+            events=LogSink(log),
             llm=llm,
             tools=build_tools(workspace, settings),
             settings=settings,

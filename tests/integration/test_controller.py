@@ -42,6 +42,7 @@ from jupyter_convo.events.schema import (
     MessageEvent,
     is_action,
 )
+from jupyter_convo.events.sink import LogSink
 from jupyter_convo.testing import ScriptedLLM, error, llm_config_for, reply, tool_call
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,7 @@ class Agent:
         self.cassette = Cassette(directory / "cassette.jsonl", secrets=self.secrets)
         self.llm = LLMClient(self.settings.llm, cassette=self.cassette, secrets=self.secrets)
         self.controller = AgentController(
-            log=self.log,
+            events=LogSink(self.log),
             llm=self.llm,
             tools=build_tools(self.workspace, self.settings),
             settings=self.settings,

@@ -48,7 +48,16 @@ def test_a_conversation_from_the_terminal(
         match=task_text,
     )
     started = cli(
-        convo_server, "start", task_text, "--title", "CLI run", "--no-network", "-f", cwd=tmp_path
+        convo_server,
+        "start",
+        task_text,
+        "--title",
+        "CLI run",
+        "--no-network",
+        "--agent",
+        "builtin",
+        "-f",
+        cwd=tmp_path,
     )
     assert started.returncode == 0, started.stdout + started.stderr
     lines = started.stdout.splitlines()
@@ -60,6 +69,8 @@ def test_a_conversation_from_the_terminal(
     assert "agent is awaiting_user_input" in lines[-1]
     jailed = "sandbox: confined (bubblewrap), network off"
     assert sum(line.endswith(jailed) for line in lines) == 1
+    unknown = cli(convo_server, "start", "x", "--agent", "nope", cwd=tmp_path)
+    assert unknown.returncode != 0 and "unknown agent 'nope'" in unknown.stderr + unknown.stdout
 
     listed = cli(convo_server, "list", "--search", "CLI run", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr

@@ -47,7 +47,10 @@ def test_start_gives_a_live_conversation(
 ) -> None:
     kernel_llm.add_script(say_hello_script("Said hello."), match=task_text)
 
-    conv = start(shell, f'start "{task_text}" --title "Greeting" --max-iterations 5 --no-network')
+    conv = start(
+        shell,
+        f'start "{task_text}" --title "Greeting" --max-iterations 5 --no-network --agent builtin',
+    )
 
     assert conv.wait(WAIT) == "awaiting_user_input"
     assert magics.current is conv
@@ -72,6 +75,8 @@ def test_start_gives_a_live_conversation(
     assert metadata["title"] == "Greeting" and metadata["trigger"] == "notebook"
     [sandbox] = [e for e in conv.events if e["kind"] == "sandbox"]
     assert sandbox["confined"] and sandbox["network"] is False  # --no-network
+    starts = [e for e in conv.events if e["kind"] == "status" and e["status"] == "STARTING_RUNTIME"]
+    assert [e["agent"] for e in starts] == ["builtin"]  # --agent
     assert conv.id in capsys.readouterr().out  # the view (its text form here) was shown
 
 

@@ -92,6 +92,7 @@ async def test_conversation_lifecycle_over_rest_and_ws(
     await socket.until(state_is("awaiting_user_input"))
     [stored_task] = await alice.get("start-tasks", ids=task["id"])
     assert stored_task["status"] == "READY"
+    assert stored_task["request"]["agent"] == "builtin"  # the server's default backend
     meta = await alice.get(f"conversations/{cid}")
     assert meta["status"] == "RUNNING"
     assert meta["title"] == "lifecycle: write hello"
@@ -414,6 +415,8 @@ async def test_not_found_and_bad_input(alice: Api, jp_serverapp: Any) -> None:
         ("POST", "conversations", {"body": {"max_iterations": 0}}, "max_iterations"),
         ("POST", "conversations", {"body": {"sandbox": "vm"}}, "sandbox"),
         ("POST", "conversations", {"body": {"sandbox": "no/such"}}, "sandbox"),
+        ("POST", "conversations", {"body": {"agent": "nope"}}, "unknown agent 'nope'"),
+        ("POST", "conversations", {"body": {"agent": "../x"}}, "agent"),
         ("POST", "conversations", {"body": {"workspace": "/etc"}}, "workspace"),
         ("POST", "conversations", {"body": {"image_urls": ["x"]}}, "image_urls"),
         ("POST", f"conversations/{cid}/messages", {"body": {"text": ""}}, "text"),

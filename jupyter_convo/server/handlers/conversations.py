@@ -84,6 +84,11 @@ class ConversationCreator(ConvoHandler):
             except WorkspaceOutsideRoot as exc:
                 fail(400, f"invalid request body: workspace: {exc}")
         settings = self.services.agent_settings(self.user_id, request)
+        try:
+            agent = self.services.choose_agent(request.agent)
+        except ValueError as exc:
+            fail(400, f"invalid request body: agent: {exc}")
+        settings = settings.model_copy(update={"agent": agent})
         from ..share_handlers import replay_source  # share_handlers imports this package
 
         replay, replay_title = await replay_source(self, request.replay)

@@ -59,6 +59,44 @@ describe('rows', () => {
     expect(row.querySelectorAll('img')).toHaveLength(1);
   });
 
+  it("shows an external agent's tool call, its options, result and plan", () => {
+    const call = render(
+      ev(7, 'tool_call', {
+        source: 'agent',
+        tool_kind: 'edit',
+        title: 'Write notes',
+        locations: [{ path: 'notes.txt', line: null }],
+        options: [{ option_id: 'yes', name: 'Allow', kind: 'allow_once' }],
+        confirmation: 'awaiting'
+      })
+    );
+    expect(call.className).toContain('jp-convo-awaiting');
+    expect(call.textContent).toContain('editWrite notes notes.txt');
+    expect(call.textContent).toContain('Allow (allow_once)');
+    const result = render(
+      ev(8, 'tool_result', {
+        cause: 7,
+        status: 'failed',
+        title: 'Write notes',
+        output: 'error: outside the workspace',
+        diff: ''
+      })
+    );
+    expect(result.className).toContain('jp-convo-error');
+    expect(result.textContent).toContain('outside the workspace');
+    const plan = render(
+      ev(9, 'plan', {
+        source: 'agent',
+        entries: [
+          { content: 'write', priority: 'high', status: 'completed' },
+          { content: 'run', priority: 'low', status: 'pending' }
+        ]
+      })
+    );
+    expect(plan.textContent).toContain('[x] write');
+    expect(plan.textContent).toContain('[ ] run');
+  });
+
   it('marks an action waiting for confirmation, and its answer', () => {
     const row = render(
       ev(5, 'command', {

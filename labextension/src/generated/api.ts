@@ -924,6 +924,11 @@ export interface components {
              */
             sandbox?: string | null;
             /**
+             * Agent
+             * @default null
+             */
+            agent?: string | null;
+            /**
              * Trigger
              * @default gui
              */
@@ -983,7 +988,7 @@ export interface components {
              */
             tool_arguments: string | null;
         };
-        Event: components["schemas"]["MessageEvent"] | components["schemas"]["ThinkEvent"] | components["schemas"]["FinishEvent"] | components["schemas"]["CommandEvent"] | components["schemas"]["CommandOutputEvent"] | components["schemas"]["PythonEvent"] | components["schemas"]["PythonOutputEvent"] | components["schemas"]["FileReadEvent"] | components["schemas"]["FileContentEvent"] | components["schemas"]["FileEditEvent"] | components["schemas"]["FileEditResultEvent"] | components["schemas"]["ConfirmationEvent"] | components["schemas"]["AgentStateEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["SandboxEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["TitleEvent"] | components["schemas"]["LLMCallEvent"] | components["schemas"]["ReplayStepEvent"] | components["schemas"]["ReplaySummaryEvent"];
+        Event: components["schemas"]["MessageEvent"] | components["schemas"]["ThinkEvent"] | components["schemas"]["FinishEvent"] | components["schemas"]["CommandEvent"] | components["schemas"]["CommandOutputEvent"] | components["schemas"]["PythonEvent"] | components["schemas"]["PythonOutputEvent"] | components["schemas"]["FileReadEvent"] | components["schemas"]["FileContentEvent"] | components["schemas"]["FileEditEvent"] | components["schemas"]["FileEditResultEvent"] | components["schemas"]["ToolCallEvent"] | components["schemas"]["ToolResultEvent"] | components["schemas"]["PlanEvent"] | components["schemas"]["ConfirmationEvent"] | components["schemas"]["AgentStateEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["SandboxEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["TitleEvent"] | components["schemas"]["LLMCallEvent"] | components["schemas"]["ReplayStepEvent"] | components["schemas"]["ReplaySummaryEvent"];
         /**
          * ExpConfigRequest
          * @description An experiment configuration attached once to a conversation.
@@ -1372,6 +1377,65 @@ export interface components {
             text: string;
             /** Image Urls */
             image_urls?: string[];
+        };
+        /**
+         * PermissionChoice
+         * @description One answer an external agent offers to a permission request (ACP option kinds:
+         *     allow_once, allow_always, reject_once, reject_always).
+         */
+        PermissionChoice: {
+            /** Option Id */
+            option_id: string;
+            /** Name */
+            name: string;
+            /** Kind */
+            kind: string;
+        };
+        /**
+         * PlanEvent
+         * @description An external agent's plan: the whole list each time it changes.
+         */
+        PlanEvent: {
+            /**
+             * Id
+             * @default -1
+             */
+            id: number;
+            /** Timestamp */
+            timestamp: string;
+            /**
+             * Source
+             * @default agent
+             * @enum {string}
+             */
+            source: "agent" | "user" | "environment";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "plan";
+            /**
+             * Cause
+             * @default null
+             */
+            cause: number | null;
+            /** Entries */
+            entries: components["schemas"]["PlanStep"][];
+        };
+        /** PlanStep */
+        PlanStep: {
+            /** Content */
+            content: string;
+            /**
+             * Priority
+             * @default medium
+             */
+            priority: string;
+            /**
+             * Status
+             * @default pending
+             */
+            status: string;
         };
         /** PythonError */
         PythonError: {
@@ -1961,6 +2025,11 @@ export interface components {
              * @default
              */
             message: string;
+            /**
+             * Agent
+             * @default null
+             */
+            agent: string | null;
         };
         /** ThinkEvent */
         ThinkEvent: {
@@ -2040,6 +2109,145 @@ export interface components {
             cause: number | null;
             /** Title */
             title: string;
+        };
+        /**
+         * ToolCallEvent
+         * @description A tool call of an external agent, as it described it: its kind (read, edit, delete,
+         *     move, search, execute, think, fetch, other), title, files and input. With
+         *     ``confirmation == "awaiting"`` it is a permission request offering ``options``.
+         */
+        ToolCallEvent: {
+            /**
+             * Id
+             * @default -1
+             */
+            id: number;
+            /** Timestamp */
+            timestamp: string;
+            /**
+             * Source
+             * @default agent
+             * @enum {string}
+             */
+            source: "agent" | "user" | "environment";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "tool_call";
+            /**
+             * Cause
+             * @default null
+             */
+            cause: number | null;
+            /**
+             * Security Risk
+             * @default unknown
+             * @enum {string}
+             */
+            security_risk: "unknown" | "low" | "medium" | "high";
+            /**
+             * Confirmation
+             * @default none
+             * @enum {string}
+             */
+            confirmation: "none" | "awaiting" | "confirmed" | "rejected";
+            /**
+             * Tool Call Id
+             * @default null
+             */
+            tool_call_id: string | null;
+            /**
+             * Thought
+             * @default
+             */
+            thought: string;
+            /**
+             * Tool Kind
+             * @default other
+             */
+            tool_kind: string;
+            /**
+             * Title
+             * @default
+             */
+            title: string;
+            /** Locations */
+            locations: components["schemas"]["ToolLocation"][];
+            /**
+             * Arguments
+             * @default
+             */
+            arguments: string;
+            /** Options */
+            options: components["schemas"]["PermissionChoice"][];
+        };
+        /**
+         * ToolLocation
+         * @description A file (and line) a tool call works on.
+         */
+        ToolLocation: {
+            /** Path */
+            path: string;
+            /**
+             * Line
+             * @default null
+             */
+            line: number | null;
+        };
+        /**
+         * ToolResultEvent
+         * @description How an external agent's tool call ended: its text and terminal output, its diffs.
+         */
+        ToolResultEvent: {
+            /**
+             * Id
+             * @default -1
+             */
+            id: number;
+            /** Timestamp */
+            timestamp: string;
+            /**
+             * Source
+             * @default environment
+             * @enum {string}
+             */
+            source: "agent" | "user" | "environment";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "tool_result";
+            /**
+             * Cause
+             * @default null
+             */
+            cause: number | null;
+            /**
+             * Tool Call Id
+             * @default null
+             */
+            tool_call_id: string | null;
+            /**
+             * Status
+             * @default completed
+             */
+            status: string;
+            /**
+             * Title
+             * @default
+             */
+            title: string;
+            /**
+             * Output
+             * @default
+             */
+            output: string;
+            /**
+             * Diff
+             * @default
+             */
+            diff: string;
         };
         /** UpdateConversationRequest */
         UpdateConversationRequest: {

@@ -223,6 +223,51 @@ const RENDERERS: Renderers = {
       diff ? diffBlock(diff) : italic(`${e.path ?? ''}: no change`)
     );
   },
+  tool_call: (e, ctx) => {
+    const where = (e.locations ?? []).map(l => l.path).join(', ');
+    const options = (e.options ?? []).map(o => `${o.name} (${o.kind})`);
+    return actionRow(
+      e,
+      ctx,
+      label(String(e.tool_kind ?? 'tool')),
+      e.title ?? '',
+      ...(where ? [' ', code(where)] : []),
+      ...(options.length ? [italic(` options: ${options.join(', ')}`)] : [])
+    );
+  },
+  tool_result: e => {
+    const failed = e.status === 'failed';
+    const parts: Child[] = [];
+    if (e.output) {
+      parts.push(
+        foldable(
+          `${e.title || 'output'} (${lineCount(e.output)} lines)`,
+          pre(e.output),
+          lineCount(e.output)
+        )
+      );
+    }
+    if (e.diff) {
+      parts.push(diffBlock(e.diff));
+    }
+    return row(
+      failed ? 'jp-convo-error' : 'jp-convo-env',
+      e,
+      ...(parts.length
+        ? parts
+        : [italic(`${e.title ?? ''}: ${e.status ?? 'completed'}`)])
+    );
+  },
+  plan: e => {
+    const marks: Record<string, string> = {
+      completed: '[x]',
+      in_progress: '[~]'
+    };
+    const lines = (e.entries ?? []).map(
+      step => `${marks[String(step.status)] ?? '[ ]'} ${step.content}`
+    );
+    return row('jp-convo-agent', e, label('Plan'), pre(lines.join('\n')));
+  },
   confirmation: e => {
     const verdict = e.confirmed ? 'Confirmed' : 'Rejected';
     const reason = e.reason ? `: ${e.reason}` : '';
