@@ -25,6 +25,23 @@ function one<K extends EventKind>(
 const ONE_OF_EACH: { [K in EventKind]: EventOf<K> } = {
   message: one('message', { source: 'user', text: 'hi', image_urls: [] }),
   think: one('think', { thought: 'hmm' }),
+  tool_call: one('tool_call', {
+    tool_kind: 'edit',
+    title: 'Edit a.txt',
+    locations: [{ path: 'a.txt', line: 1 }],
+    arguments: '{}',
+    options: [],
+    confirmation: 'none'
+  }),
+  tool_result: one('tool_result', {
+    status: 'completed',
+    title: 'Edit a.txt',
+    output: 'done',
+    diff: ''
+  }),
+  plan: one('plan', {
+    entries: [{ content: 'look', priority: 'high', status: 'pending' }]
+  }),
   finish: one('finish', { message: 'done' }),
   command: one('command', { command: 'ls', confirmation: 'none' }),
   command_output: one('command_output', { output: 'a\nb', exit_code: 0 }),
