@@ -125,7 +125,7 @@ def cmd_start(client: ConvoClient, args: argparse.Namespace) -> int:
         if value is not None:
             options[key] = value
     if args.confirm:
-        options["confirmation_mode"] = True
+        options["confirmation_mode"] = args.confirm
     if args.no_network:
         options["network"] = False
     task: dict[str, Any] = {}
@@ -203,7 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--sandbox", choices=["process", "docker"])
     p.add_argument("--workspace", help="workspace folder (default: a new one per conversation)")
-    p.add_argument("--confirm", action="store_true", help="ask before risky actions")
+    confirm = p.add_mutually_exclusive_group()
+    confirm.add_argument(
+        "--confirm",
+        action="store_const",
+        const="risky",
+        help="ask before risky actions (high or unrated risk, after the security analyzer)",
+    )
+    confirm.add_argument(
+        "--confirm-all",
+        dest="confirm",
+        action="store_const",
+        const="always",
+        help="ask before every action but thinking and finishing",
+    )
     p.add_argument("--max-iterations", type=int)
     p.add_argument("--budget", type=float, help="maximum cost in USD")
     p.add_argument(

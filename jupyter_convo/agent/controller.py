@@ -37,6 +37,7 @@ from .history import IncrementalHistory, tool_call_for
 from .llm import LLM_RATE_LIMITED, LLMClient, LLMError, LLMResponse, ToolCall
 from .metrics import Metrics
 from .prompts import system_prompt
+from .security import Assessment, build_analyzer, combine, needs_confirmation
 from .settings import AgentSettings
 from .stuck import STUCK_CODE, detect_stuck
 from .tools.base import Tool
@@ -90,7 +91,6 @@ ALLOWED_TRANSITIONS: dict[AgentState, frozenset[AgentState]] = {
 RESUMABLE = frozenset({S.PAUSED, S.RATE_LIMITED, S.ERROR})
 # What the runtime logs each time it starts, before the agent's first event.
 RUNTIME_START_KINDS = frozenset({"status", "sandbox"})
-RISKY = frozenset({"high", "unknown"})
 STOP_GRACE = 10.0  # seconds a cancelled step may take to clean up before its tool is closed
 STUCK_WINDOW = 200  # recent events the stuck check looks at
 NEW_MESSAGE_REJECTION = "the user sent a new message instead"
@@ -182,6 +182,7 @@ class AgentController:
             instructions=instructions,
         )
         self._tools = {tool.name: tool for tool in tools}
+        self._analyzer = build_analyzer(settings, workspace.root)
         self._tool_specs = [tool.spec() for tool in tools]
         self._task: asyncio.Task[None] | None = None
         self._pending: _Pending | None = None
@@ -290,6 +291,11 @@ class AgentController:
         self._closed = True
         for tool in self._tools.values():
             await self._close_tool(tool)
+        if self._analyzer is not None:
+            try:
+                await self._analyzer.close()
+            except Exception:
+                logger.warning("Closing the security analyzer failed", exc_info=True)
 
     async def join(self, timeout: float | None = None) -> None:
         """Wait until the loop task has ended: no step is in flight or about to start."""
@@ -463,12 +469,10 @@ class AgentController:
                 self._append(call.error)
                 continue
             assert call.action is not None and call.tool is not None
-            risky = self.settings.confirmation_mode and call.action.security_risk in RISKY
-            action = (
-                call.action.model_copy(update={"confirmation": "awaiting"})
-                if risky
-                else call.action
-            )
+            action = await self._assess(call.action)
+            risky = needs_confirmation(self.settings.confirmation_mode, action)
+            if risky:
+                action = action.model_copy(update={"confirmation": "awaiting"})
             logged = self._append(action)
             assert isinstance(logged, ActionBase)
             if risky:
@@ -481,6 +485,17 @@ class AgentController:
             # Let the event streams send what was just logged: a tool that finishes
             # without waiting (think) would otherwise hold a whole step's events back.
             await asyncio.sleep(0)
+
+    async def _assess(self, action: ActionBase) -> ActionBase:
+        """``action`` with the analyzer's risk and reason (see agent/security.py)."""
+        if self._analyzer is None:
+            return action
+        try:
+            verdict = await self._analyzer.analyze(action)
+        except Exception as exc:  # an analyzer must never take the agent down
+            logger.warning("The security analyzer failed", exc_info=True)
+            verdict = Assessment("unknown", f"the security analyzer failed: {_short(exc)}")
+        return combine(action, verdict)
 
     async def _continue_pending(self, pending: _Pending) -> None:
         """Run a confirmed action, then the rest of its step."""

@@ -107,7 +107,8 @@ class IncrementalHistory:
 
 def tool_call_for(action: ActionBase) -> tuple[str, dict[str, Any]]:
     """The tool name and arguments an action was (or would have been) called with."""
-    risk = {"security_risk": action.security_risk}
+    # What the LLM sent: its own rating, not the analyzer's (older events have only one).
+    risk = {"security_risk": action.llm_risk or action.security_risk}
     if isinstance(action, CommandEvent):
         args: dict[str, Any] = {"command": action.command}
         if action.timeout is not None:

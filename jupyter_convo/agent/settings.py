@@ -7,7 +7,19 @@ environment) and sent to the runtime in ``POST /api/conversations``. The API key
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
+import re
+from functools import cached_property
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializationInfo,
+    field_serializer,
+    field_validator,
+)
 
 # Pass this as ``model_dump(context=...)`` only when sending settings to a runtime over its
 # authenticated loopback API: secrets are then written in clear instead of masked.
@@ -43,6 +55,53 @@ class LLMConfig(BaseModel):
         return value.get_secret_value() if _reveals(info) else str(value)
 
 
+ActionKind = Literal["command", "python", "file_edit", "file_read"]
+RuleRisk = Literal["low", "medium", "high"]
+_CODE_KINDS: tuple[ActionKind, ...] = ("command", "python")
+# When actions wait for the user: never, when their risk is high or unknown, or always.
+ConfirmationPolicy = Literal["never", "risky", "always"]
+
+
+class SecurityRule(BaseModel):
+    """One rule: actions of ``kinds`` whose text matches ``pattern`` have ``risk``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=80)
+    pattern: str = Field(min_length=1, description="a Python regular expression (searched)")
+    risk: RuleRisk
+    reason: str = Field(min_length=1, max_length=200)
+    kinds: list[ActionKind] = Field(default_factory=lambda: list(_CODE_KINDS))
+    ignore_case: bool = True
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(self.pattern, re.IGNORECASE if self.ignore_case else 0)
+
+
+class SecuritySettings(BaseModel):
+    """The security analyzer (agent/security.py) that scores every action's risk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # rules: the built-in and your rules; llm: also ask a model (it can only raise a risk);
+    # none: keep the risk the agent's LLM claims.
+    analyzer: Literal["rules", "llm", "none"] = "rules"
+    rules: list[SecurityRule] = Field(default_factory=list)
+    default_rules: bool = True
+    # The model the LLM analyzer asks at the agent's endpoint (default: the agent's model).
+    llm_model: str | None = Field(default=None, min_length=1)
+
+
 class AgentSettings(BaseModel):
     """Limits and behaviour of one agent loop."""
 
@@ -51,7 +110,9 @@ class AgentSettings(BaseModel):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     max_iterations: int = Field(default=100, ge=1)
     max_budget_per_task: float | None = Field(default=None, gt=0)
-    confirmation_mode: bool = False
+    # True and False are read as "risky" and "never" (the boolean form came first).
+    confirmation_mode: ConfirmationPolicy = "never"
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     stuck_detection: bool = True
     command_timeout: float = Field(default=120.0, gt=0)
     python_timeout: float = Field(default=300.0, gt=0)
@@ -66,6 +127,18 @@ class AgentSettings(BaseModel):
     # (on for a new one). The server's policy can cut it for every conversation.
     network: bool | None = None
     extra_instructions: str = ""
+
+    @field_validator("confirmation_mode", mode="before")
+    @classmethod
+    def _policy(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "risky" if value else "never"
+        return value
+
+    @property
+    def confirms(self) -> bool:
+        """Do some actions wait for the user's confirmation?"""
+        return self.confirmation_mode != "never"
 
     @field_serializer("secrets", when_used="json")
     def _secrets(self, value: dict[str, SecretStr], info: SerializationInfo) -> dict[str, str]:

@@ -84,7 +84,11 @@ class EventBase(BaseModel):
 class ActionBase(EventBase):
     """An action the agent (or the user) asks the environment to carry out."""
 
+    # The higher of what the LLM claimed (``llm_risk``) and the security analyzer's
+    # verdict, whose reason is ``risk_reason`` (empty when the LLM's risk stood).
     security_risk: SecurityRisk = "unknown"
+    llm_risk: SecurityRisk | None = None
+    risk_reason: str = ""
     confirmation: Confirmation = "none"
     tool_call_id: str | None = None
     thought: str = ""

@@ -41,8 +41,8 @@ def _named_cell_magic(name: str) -> Callable[[_F], _F]:
 
 USAGE = """\
 %convo start "task" [--model M] [--sandbox process|docker] [--workspace DIR] [--confirm]
-             [--no-confirm] [--title T] [--max-iterations N] [--budget USD] [--no-network]
-             [--kernel]
+             [--confirm-all] [--no-confirm] [--title T] [--max-iterations N] [--budget USD]
+             [--no-network] [--kernel]
 %convo send [ID] "message"     %convo stop [ID]     %convo resume [ID]
 %convo show [ID]               %convo list [--limit N] [--status S]
 %convo status [ID]             %convo help
@@ -64,7 +64,9 @@ start     Start a conversation on TASK and show its live view. `conv = %convo st
             --sandbox KIND       process (a local subprocess) or docker
             --workspace DIR      the agent's working directory (relative to this
                                  notebook; must be inside the Jupyter root)
-            --confirm            ask before risky actions (confirmation mode)
+            --confirm            ask before risky actions (confirmation mode: high or
+                                 unrated risk, as the security analyzer sees it)
+            --confirm-all        ask before every action but thinking and finishing
             --no-confirm         never ask (also in --kernel mode)
             --title T            the conversation's title
             --max-iterations N   stop after N agent steps
@@ -143,8 +145,9 @@ def _add_start_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sandbox", choices=["process", "docker"])
     parser.add_argument("--workspace")
     confirm = parser.add_mutually_exclusive_group()
-    confirm.add_argument("--confirm", dest="confirm", action="store_true", default=None)
-    confirm.add_argument("--no-confirm", dest="confirm", action="store_false")
+    confirm.add_argument("--confirm", dest="confirm", action="store_const", const="risky")
+    confirm.add_argument("--confirm-all", dest="confirm", action="store_const", const="always")
+    confirm.add_argument("--no-confirm", dest="confirm", action="store_const", const="never")
     parser.add_argument("--title")
     parser.add_argument("--max-iterations", type=int, dest="max_iterations")
     parser.add_argument("--budget", type=float)
@@ -367,7 +370,7 @@ class ConvoMagics(Magics):
         """Run, watch and steer AI agent conversations (``%convo help`` for everything).
 
         %convo start "task" [--model M] [--sandbox process|docker] [--workspace DIR]
-                     [--confirm | --no-confirm] [--title T] [--max-iterations N]
+                     [--confirm | --confirm-all | --no-confirm] [--title T] [--max-iterations N]
                      [--budget USD] [--kernel] [--no-view]
         %convo send [ID] "message" | stop [ID] | resume [ID] | show [ID] | list | status [ID]
         %%convo [ID]   (cell magic: the cell body is the message)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from ..agent.settings import ConfirmationPolicy, SecuritySettings
 from ..events.log import MAX_PAGE_LIMIT as MAX_EVENT_PAGE_LIMIT
 from ..events.schema import ConversationStatus
 from ..store.conversations import MAX_PAGE_LIMIT, StartTaskStatus
@@ -116,7 +117,10 @@ class ConversationOptions(_Strict):
     api_key: SecretStr | None = None
     max_iterations: int | None = Field(default=None, ge=1)
     max_budget_per_task: float | None = Field(default=None, gt=0)
-    confirmation_mode: bool | None = None
+    # true/false are "risky"/"never"; "always" asks before every action but think/finish.
+    confirmation_mode: bool | ConfirmationPolicy | None = None
+    # The security analyzer: "rules" (default), "llm" or "none", and rules of your own.
+    security: SecuritySettings | None = None
     kernel_connection_file: str | None = None
     extra_instructions: str | None = None
     # False cuts the network of the agent's tools (kept across restarts); the server's

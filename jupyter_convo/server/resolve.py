@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from ..agent.settings import AgentSettings, LLMConfig
+from ..agent.settings import AgentSettings, ConfirmationPolicy, LLMConfig, SecuritySettings
 from .models import ConversationOptions
 
 ENV_MODEL = "JUPYTER_CONVO_LLM_MODEL"
@@ -40,7 +40,8 @@ class SettingsLayer:
     api_key: str | None = None
     max_iterations: int | None = None
     max_budget_per_task: float | None = None
-    confirmation_mode: bool | None = None
+    confirmation_mode: bool | ConfirmationPolicy | None = None
+    security: SecuritySettings | None = None
     kernel_connection_file: str | None = None
     extra_instructions: str | None = None
     network: bool | None = None
@@ -52,6 +53,7 @@ _AGENT_FIELDS = (
     "max_iterations",
     "max_budget_per_task",
     "confirmation_mode",
+    "security",
     "kernel_connection_file",
     "extra_instructions",
     "network",
@@ -74,6 +76,7 @@ def options_layer(options: ConversationOptions | None) -> SettingsLayer:
         max_iterations=options.max_iterations,
         max_budget_per_task=options.max_budget_per_task,
         confirmation_mode=options.confirmation_mode,
+        security=options.security,
         kernel_connection_file=options.kernel_connection_file,
         extra_instructions=options.extra_instructions,
         network=options.network,

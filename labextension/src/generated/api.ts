@@ -573,6 +573,16 @@ export interface components {
              */
             security_risk: "unknown" | "low" | "medium" | "high";
             /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
+            /**
              * Confirmation
              * @default none
              * @enum {string}
@@ -848,7 +858,9 @@ export interface components {
              * Confirmation Mode
              * @default null
              */
-            confirmation_mode?: boolean | null;
+            confirmation_mode?: boolean | ("never" | "risky" | "always") | null;
+            /** @default null */
+            security?: components["schemas"]["SecuritySettings"] | null;
             /**
              * Kernel Connection File
              * @default null
@@ -1040,6 +1052,16 @@ export interface components {
              */
             security_risk: "unknown" | "low" | "medium" | "high";
             /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
+            /**
              * Confirmation
              * @default none
              * @enum {string}
@@ -1166,6 +1188,16 @@ export interface components {
              */
             security_risk: "unknown" | "low" | "medium" | "high";
             /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
+            /**
              * Confirmation
              * @default none
              * @enum {string}
@@ -1220,6 +1252,16 @@ export interface components {
              * @enum {string}
              */
             security_risk: "unknown" | "low" | "medium" | "high";
+            /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
             /**
              * Confirmation
              * @default none
@@ -1376,6 +1418,16 @@ export interface components {
              * @enum {string}
              */
             security_risk: "unknown" | "low" | "medium" | "high";
+            /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
             /**
              * Confirmation
              * @default none
@@ -1682,6 +1734,57 @@ export interface components {
              */
             source: string | null;
         };
+        /**
+         * SecurityRule
+         * @description One rule: actions of ``kinds`` whose text matches ``pattern`` have ``risk``.
+         */
+        SecurityRule: {
+            /** Name */
+            name: string;
+            /**
+             * Pattern
+             * @description a Python regular expression (searched)
+             */
+            pattern: string;
+            /**
+             * Risk
+             * @enum {string}
+             */
+            risk: "low" | "medium" | "high";
+            /** Reason */
+            reason: string;
+            /** Kinds */
+            kinds?: ("command" | "python" | "file_edit" | "file_read")[];
+            /**
+             * Ignore Case
+             * @default true
+             */
+            ignore_case?: boolean;
+        };
+        /**
+         * SecuritySettings
+         * @description The security analyzer (agent/security.py) that scores every action's risk.
+         */
+        SecuritySettings: {
+            /**
+             * Analyzer
+             * @default rules
+             * @enum {string}
+             */
+            analyzer?: "rules" | "llm" | "none";
+            /** Rules */
+            rules?: components["schemas"]["SecurityRule"][];
+            /**
+             * Default Rules
+             * @default true
+             */
+            default_rules?: boolean;
+            /**
+             * Llm Model
+             * @default null
+             */
+            llm_model?: string | null;
+        };
         /** SendMessageRequest */
         SendMessageRequest: {
             /** Text */
@@ -1712,7 +1815,7 @@ export interface components {
              * Confirmation Mode
              * @default null
              */
-            confirmation_mode?: boolean | null;
+            confirmation_mode?: boolean | ("never" | "risky" | "always") | null;
             /**
              * Max Iterations
              * @default null
@@ -1793,7 +1896,9 @@ export interface components {
              * Confirmation Mode
              * @default null
              */
-            confirmation_mode?: boolean | null;
+            confirmation_mode?: boolean | ("never" | "risky" | "always") | null;
+            /** @default null */
+            security?: components["schemas"]["SecuritySettings"] | null;
             /**
              * Kernel Connection File
              * @default null
@@ -1936,6 +2041,16 @@ export interface components {
              */
             security_risk: "unknown" | "low" | "medium" | "high";
             /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
+            /**
              * Confirmation
              * @default none
              * @enum {string}
@@ -2017,7 +2132,7 @@ export interface components {
              * Confirmation Mode
              * @default null
              */
-            confirmation_mode: boolean | null;
+            confirmation_mode: boolean | ("never" | "risky" | "always") | null;
             /**
              * Max Iterations
              * @default null

@@ -49,7 +49,12 @@ function row(css: string, event: IEvent, ...children: Child[]): HTMLElement {
   return node;
 }
 
-/** The thought attached to an action, and its confirmation state. */
+/** Why the security analyzer rated an action higher than the agent did, if it did. */
+function riskReason(event: IActionEvent): string {
+  return event.risk_reason ? `: ${event.risk_reason}` : '';
+}
+
+/** The thought attached to an action, its risk reason and confirmation state. */
 function actionExtras(event: IActionEvent, ctx: IRenderContext): Child[] {
   const parts: Child[] = [];
   if (event.thought) {
@@ -61,13 +66,19 @@ function actionExtras(event: IActionEvent, ctx: IRenderContext): Child[] {
         'div',
         'jp-convo-awaiting-note',
         h('b', '', 'Waiting for your confirmation'),
-        ` (risk: ${event.security_risk ?? 'unknown'})`
+        ` (risk: ${event.security_risk ?? 'unknown'}${riskReason(event)})`
       )
     );
-  } else if (
-    event.confirmation === 'confirmed' ||
-    event.confirmation === 'rejected'
-  ) {
+  } else if (event.risk_reason) {
+    parts.push(
+      h(
+        'div',
+        'jp-convo-muted jp-convo-risk',
+        `risk ${event.security_risk ?? 'unknown'}${riskReason(event)}`
+      )
+    );
+  }
+  if (event.confirmation === 'confirmed' || event.confirmation === 'rejected') {
     parts.push(h('div', 'jp-convo-muted', event.confirmation));
   }
   return parts;
