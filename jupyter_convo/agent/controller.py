@@ -24,6 +24,7 @@ from ..events.schema import (
     ActionBase,
     AgentState,
     AgentStateEvent,
+    CondensationEvent,
     ConfirmationEvent,
     ErrorEvent,
     Event,
@@ -33,8 +34,9 @@ from ..events.schema import (
     MessageEvent,
     ThinkEvent,
 )
-from .history import IncrementalHistory, tool_call_for
-from .llm import LLM_RATE_LIMITED, LLMClient, LLMError, LLMResponse, ToolCall
+from .condense import CondensationFailed, Condenser, estimate_tokens, latest_condensation
+from .history import IncrementalHistory, Message, tool_call_for
+from .llm import LLM_CONTEXT_TOO_LONG, LLM_RATE_LIMITED, LLMClient, LLMError, LLMResponse, ToolCall
 from .metrics import Metrics
 from .prompts import system_prompt
 from .security import Assessment, build_analyzer, combine, needs_confirmation
@@ -146,6 +148,12 @@ def rebuild_from_log(events: Iterable[EventBase]) -> _Snapshot:
             metrics.iterations += 1
             task_cost += event.cost
             awaiting = None  # a later step means the earlier wait is over
+        elif isinstance(event, CondensationEvent):  # the summary's own LLM call
+            metrics.prompt_tokens += event.prompt_tokens
+            metrics.completion_tokens += event.completion_tokens
+            metrics.cost += event.cost
+            metrics.llm_calls += 1
+            task_cost += event.cost
         elif isinstance(event, ActionBase) and event.confirmation == "awaiting":
             awaiting = event
         elif awaiting is not None and event.cause == awaiting.id:
@@ -193,6 +201,7 @@ class AgentController:
         self._history = IncrementalHistory(
             system_prompt=self.system_prompt, max_chars=settings.max_output_chars
         )
+        self._condenser = Condenser(llm, settings, self.system_prompt)
         self._running_tool: Tool | None = None
         self._last_state_event: Event | None = None
         self._waiters: list[tuple[frozenset[AgentState], asyncio.Future[AgentState]]] = []
@@ -229,6 +238,9 @@ class AgentController:
         snapshot = rebuild_from_log(history)
         self.metrics = snapshot.metrics
         self._task_cost = snapshot.task_cost
+        condensation = latest_condensation(history)
+        if condensation is not None:  # the LLM goes on from the view it had
+            self._history = self._condenser.history(history, condensation)
         if snapshot.awaiting is not None:
             tool = self._tool_for(snapshot.awaiting)
             if tool is not None:
@@ -424,15 +436,25 @@ class AgentController:
         except Exception:
             logger.exception("Could not record the agent failure")
 
-    async def _step(self) -> None:
-        """One LLM step: ask, log the answer, run its tool calls."""
+    def _messages(self) -> list[Message]:
+        """The next request's messages, from the log's events since the last step."""
         new_events = self.log.read(after_id=self._history.checkpoint)
         if new_events:
-            self._seen_id = new_events[-1].id
-        messages = self._history.messages(new_events)
+            self._seen_id = max(self._seen_id, new_events[-1].id)
+        return self._history.messages(new_events)
+
+    async def _step(self) -> None:
+        """One LLM step: ask (condensing the history first if it grew too long), log the
+        answer, run its tool calls."""
+        messages = self._messages()
+        tokens = estimate_tokens(messages, self._tool_specs)
+        if self._condenser.too_long(tokens) and await self._condense("context_window", tokens):
+            messages = self._messages()
         try:
             response = await self.llm.complete(messages, self._tool_specs)
         except LLMError as exc:
+            if exc.code == LLM_CONTEXT_TOO_LONG and await self._condense("context_error", tokens):
+                return  # the loop asks again, with the condensed history
             state = S.RATE_LIMITED if exc.code == LLM_RATE_LIMITED else S.ERROR
             self._fail(exc.code, exc.message, state)
             return
@@ -449,6 +471,28 @@ class AgentController:
                 self._set_state(S.AWAITING_USER_INPUT, reason)
             return
         await self._run_calls(self._with_thought(calls, text))
+
+    async def _condense(self, reason: str, tokens: int) -> bool:
+        """Log a condensation and continue from it; False (with a warning) if none is made."""
+        events = self.log.read()
+        try:
+            event = await self._condenser.condense(
+                events, reason=reason, tokens_before=tokens, tools=self._tool_specs
+            )
+        except CondensationFailed as exc:
+            logger.warning("Could not condense the history: %s", exc.message)
+            return False
+        if self._stopping:
+            return False
+        logged = self._append(event)
+        assert isinstance(logged, CondensationEvent)
+        self.metrics.prompt_tokens += logged.prompt_tokens
+        self.metrics.completion_tokens += logged.completion_tokens
+        self.metrics.cost += logged.cost
+        self.metrics.llm_calls += 1
+        self._task_cost += logged.cost
+        self._history = self._condenser.history(events, logged)
+        return True
 
     def _with_thought(self, calls: list[_Call], text: str) -> list[_Call]:
         """The answer's text becomes the first action's thought (a message if none fits)."""

@@ -86,6 +86,12 @@ class IncrementalHistory:
         if system_prompt:
             self._closed.append({"role": "system", "content": system_prompt})
 
+    def restart(self, prefix: Sequence[Message], checkpoint: int) -> None:
+        """Continue from ``prefix``, the messages for the log up to ``checkpoint`` (a
+        condensed history: agent/condense.py)."""
+        self._closed = list(prefix)
+        self.checkpoint = checkpoint
+
     def messages(self, new_events: Sequence[EventBase]) -> list[Message]:
         """The messages for the log, given its events after ``checkpoint`` (in id order)."""
         builder = _HistoryBuilder(self.max_chars)

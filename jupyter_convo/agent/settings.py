@@ -44,6 +44,9 @@ class LLMConfig(BaseModel):
     max_retries: int = Field(default=4, ge=0)
     retry_base_delay: float = Field(default=1.0, ge=0)
     stream: bool = True
+    # The model's context window in tokens; None: known models' (agent/condense.py), else
+    # the history is condensed only when the endpoint says the request is too long.
+    context_window: int | None = Field(default=None, ge=1_000)
     # USD per token; 0 when unknown (cost then stays 0 and is reported as such).
     input_cost_per_token: float = Field(default=0.0, ge=0)
     output_cost_per_token: float = Field(default=0.0, ge=0)
@@ -102,6 +105,19 @@ class SecuritySettings(BaseModel):
     llm_model: str | None = Field(default=None, min_length=1)
 
 
+class CondensationSettings(BaseModel):
+    """When and how the history is condensed (agent/condense.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # False: only on a context-length error (never by the window estimate).
+    enabled: bool = True
+    # Condense when the estimated request exceeds this share of the context window.
+    threshold: float = Field(default=0.75, gt=0, le=1)
+    # LLM turns kept verbatim after the summary.
+    keep_turns: int = Field(default=4, ge=1)
+
+
 class AgentSettings(BaseModel):
     """Limits and behaviour of one agent loop."""
 
@@ -113,6 +129,7 @@ class AgentSettings(BaseModel):
     # True and False are read as "risky" and "never" (the boolean form came first).
     confirmation_mode: ConfirmationPolicy = "never"
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    condensation: CondensationSettings = Field(default_factory=CondensationSettings)
     stuck_detection: bool = True
     command_timeout: float = Field(default=120.0, gt=0)
     python_timeout: float = Field(default=300.0, gt=0)

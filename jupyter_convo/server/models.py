@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from ..agent.settings import ConfirmationPolicy, SecuritySettings
+from ..agent.settings import CondensationSettings, ConfirmationPolicy, SecuritySettings
 from ..events.log import MAX_PAGE_LIMIT as MAX_EVENT_PAGE_LIMIT
 from ..events.schema import ConversationStatus
 from ..store.conversations import MAX_PAGE_LIMIT, StartTaskStatus
@@ -121,6 +121,9 @@ class ConversationOptions(_Strict):
     confirmation_mode: bool | ConfirmationPolicy | None = None
     # The security analyzer: "rules" (default), "llm" or "none", and rules of your own.
     security: SecuritySettings | None = None
+    # The model's context window in tokens (known models have one) and when to condense.
+    context_window: int | None = Field(default=None, ge=1_000)
+    condensation: CondensationSettings | None = None
     kernel_connection_file: str | None = None
     extra_instructions: str | None = None
     # False cuts the network of the agent's tools (kept across restarts); the server's

@@ -107,6 +107,27 @@ describe('rows', () => {
     );
   });
 
+  it('shows a condensation with its token counts and folded summary', () => {
+    const row = render(
+      ev(9, 'condensation', {
+        source: 'agent',
+        start_id: 3,
+        end_id: 40,
+        summary: 'The agent cleaned **sales.csv**.',
+        turns: 6,
+        reason: 'context_window',
+        tokens_before: 12000,
+        tokens_after: 3100
+      })
+    );
+    expect(row.textContent).toContain('History condensed');
+    expect(row.textContent).toContain('events 3–40 summarised');
+    expect(row.textContent).toContain('~12,000 → ~3,100 tokens');
+    const details = row.querySelector('details') as HTMLDetailsElement;
+    expect(details.open).toBe(false);
+    expect(details.querySelector('strong')?.textContent).toBe('sales.csv');
+  });
+
   it('shows command output as text, folded when long, red on failure', () => {
     const output = Array.from({ length: 20 }, (_, i) => `line ${i}`).join('\n');
     const row = render(

@@ -668,6 +668,109 @@ export interface components {
             cwd: string;
         };
         /**
+         * CondensationEvent
+         * @description The agent condensed its history: from now on the LLM sees events ``start_id`` to
+         *     ``end_id`` as ``summary`` (the log itself keeps them). Only the latest one counts;
+         *     its range starts where the previous one's did, so it covers it.
+         *
+         *     ``tokens_before``/``tokens_after`` estimate the LLM request without and with it;
+         *     the summary's own LLM call is counted in ``prompt_tokens``, ``completion_tokens``
+         *     and ``cost``.
+         */
+        CondensationEvent: {
+            /**
+             * Id
+             * @default -1
+             */
+            id: number;
+            /** Timestamp */
+            timestamp: string;
+            /**
+             * Source
+             * @default agent
+             * @enum {string}
+             */
+            source: "agent" | "user" | "environment";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "condensation";
+            /**
+             * Cause
+             * @default null
+             */
+            cause: number | null;
+            /** Start Id */
+            start_id: number;
+            /** End Id */
+            end_id: number;
+            /** Summary */
+            summary: string;
+            /**
+             * Turns
+             * @default 0
+             */
+            turns: number;
+            /**
+             * Reason
+             * @default context_window
+             * @enum {string}
+             */
+            reason: "context_window" | "context_error";
+            /**
+             * Tokens Before
+             * @default 0
+             */
+            tokens_before: number;
+            /**
+             * Tokens After
+             * @default 0
+             */
+            tokens_after: number;
+            /**
+             * Model
+             * @default
+             */
+            model: string;
+            /**
+             * Prompt Tokens
+             * @default 0
+             */
+            prompt_tokens: number;
+            /**
+             * Completion Tokens
+             * @default 0
+             */
+            completion_tokens: number;
+            /**
+             * Cost
+             * @default 0
+             */
+            cost: number;
+        };
+        /**
+         * CondensationSettings
+         * @description When and how the history is condensed (agent/condense.py).
+         */
+        CondensationSettings: {
+            /**
+             * Enabled
+             * @default true
+             */
+            enabled?: boolean;
+            /**
+             * Threshold
+             * @default 0.75
+             */
+            threshold?: number;
+            /**
+             * Keep Turns
+             * @default 4
+             */
+            keep_turns?: number;
+        };
+        /**
          * ConfirmationEvent
          * @description The user's answer to an action that waited for confirmation (``cause``).
          */
@@ -862,6 +965,13 @@ export interface components {
             /** @default null */
             security?: components["schemas"]["SecuritySettings"] | null;
             /**
+             * Context Window
+             * @default null
+             */
+            context_window?: number | null;
+            /** @default null */
+            condensation?: components["schemas"]["CondensationSettings"] | null;
+            /**
              * Kernel Connection File
              * @default null
              */
@@ -958,7 +1068,7 @@ export interface components {
              */
             tool_arguments: string | null;
         };
-        Event: components["schemas"]["MessageEvent"] | components["schemas"]["ThinkEvent"] | components["schemas"]["FinishEvent"] | components["schemas"]["CommandEvent"] | components["schemas"]["CommandOutputEvent"] | components["schemas"]["PythonEvent"] | components["schemas"]["PythonOutputEvent"] | components["schemas"]["FileReadEvent"] | components["schemas"]["FileContentEvent"] | components["schemas"]["FileEditEvent"] | components["schemas"]["FileEditResultEvent"] | components["schemas"]["ConfirmationEvent"] | components["schemas"]["AgentStateEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["SandboxEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["TitleEvent"] | components["schemas"]["LLMCallEvent"] | components["schemas"]["ReplayStepEvent"] | components["schemas"]["ReplaySummaryEvent"];
+        Event: components["schemas"]["MessageEvent"] | components["schemas"]["ThinkEvent"] | components["schemas"]["FinishEvent"] | components["schemas"]["CommandEvent"] | components["schemas"]["CommandOutputEvent"] | components["schemas"]["PythonEvent"] | components["schemas"]["PythonOutputEvent"] | components["schemas"]["FileReadEvent"] | components["schemas"]["FileContentEvent"] | components["schemas"]["FileEditEvent"] | components["schemas"]["FileEditResultEvent"] | components["schemas"]["ConfirmationEvent"] | components["schemas"]["AgentStateEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["SandboxEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["TitleEvent"] | components["schemas"]["LLMCallEvent"] | components["schemas"]["CondensationEvent"] | components["schemas"]["ReplayStepEvent"] | components["schemas"]["ReplaySummaryEvent"];
         /**
          * ExpConfigRequest
          * @description An experiment configuration attached once to a conversation.
@@ -1899,6 +2009,13 @@ export interface components {
             confirmation_mode?: boolean | ("never" | "risky" | "always") | null;
             /** @default null */
             security?: components["schemas"]["SecuritySettings"] | null;
+            /**
+             * Context Window
+             * @default null
+             */
+            context_window?: number | null;
+            /** @default null */
+            condensation?: components["schemas"]["CondensationSettings"] | null;
             /**
              * Kernel Connection File
              * @default null

@@ -290,6 +290,21 @@ const RENDERERS: Renderers = {
     );
     return row('jp-convo-muted jp-convo-sandbox', e, details);
   },
+  condensation: (e, ctx) => {
+    const before = Number(e.tokens_before ?? 0).toLocaleString('en-US');
+    const after = Number(e.tokens_after ?? 0).toLocaleString('en-US');
+    const why =
+      e.reason === 'context_error'
+        ? 'the model said the history was too long'
+        : 'the history neared the context window';
+    return row(
+      'jp-convo-muted jp-convo-condensation',
+      e,
+      label('History condensed'),
+      `events ${e.start_id}–${e.end_id} summarised (${why}; ~${before} → ~${after} tokens)`,
+      foldable('summary', markdown(e.summary, ctx), 0, false)
+    );
+  },
   replay_step: e => {
     const verdict = String(e.verdict ?? '');
     const head = `Replay step ${e.step}: ${verdict} (recorded action ${e.recorded_event_id})`;
