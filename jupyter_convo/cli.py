@@ -121,6 +121,8 @@ def cmd_start(client: ConvoClient, args: argparse.Namespace) -> int:
         ("workspace", args.workspace),
         ("max_iterations", args.max_iterations),
         ("max_budget_per_task", args.budget),
+        ("repository", args.repository),
+        ("branch", args.branch),
     ):
         if value is not None:
             options[key] = value
@@ -219,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-iterations", type=int)
     p.add_argument("--budget", type=float, help="maximum cost in USD")
+    p.add_argument(
+        "--repository",
+        help="start the workspace as a clone of this git URL or local path "
+        "(token from your secrets: GITHUB_TOKEN, GITLAB_TOKEN, ... or GIT_TOKEN)",
+    )
+    p.add_argument("--branch", help="the branch to clone (default: the repository's)")
     p.add_argument(
         "--no-network",
         action="store_true",

@@ -21,6 +21,8 @@ from pydantic import (
     field_validator,
 )
 
+from .repository import RepositorySpec
+
 # Pass this as ``model_dump(context=...)`` only when sending settings to a runtime over its
 # authenticated loopback API: secrets are then written in clear instead of masked.
 REVEAL_SECRETS = {"reveal_secrets": True}
@@ -130,6 +132,8 @@ class AgentSettings(BaseModel):
     confirmation_mode: ConfirmationPolicy = "never"
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     condensation: CondensationSettings = Field(default_factory=CondensationSettings)
+    # Clone this repository into the (empty) workspace before the agent starts.
+    repository: RepositorySpec | None = None
     stuck_detection: bool = True
     command_timeout: float = Field(default=120.0, gt=0)
     python_timeout: float = Field(default=300.0, gt=0)

@@ -20,6 +20,7 @@ from ..agent.confine import Confiner
 from ..agent.controller import AgentController
 from ..agent.llm import LLMClient
 from ..agent.metrics import Metrics
+from ..agent.repository import clone_repository
 from ..agent.tools import build_tools
 from ..agent.tools.base import Tool
 from ..agent.workspace import Workspace
@@ -127,6 +128,8 @@ class ConversationSession:
         try:
             self._status(RuntimeStatus.STARTING_RUNTIME, "restarting" if self.restarted else "")
             settings = self.request.settings
+            if settings.repository is not None:
+                await self._clone(settings)
             cassette = Cassette(self.directory / CASSETTE_FILE, secrets=self.secrets)
             llm = LLMClient(settings.llm, cassette=cassette, secrets=self.secrets)
             confiner = self._confiner(settings)
@@ -163,6 +166,15 @@ class ConversationSession:
             "restarted from its log" if self.restarted else "started",
             self.workspace.root,
         )
+
+    async def _clone(self, settings: AgentSettings) -> None:
+        """Start the workspace as a clone of ``settings.repository`` (kept on restart)."""
+        spec = settings.repository
+        assert spec is not None
+        branch = f" ({spec.branch})" if spec.branch else ""
+        self._status(RuntimeStatus.SETTING_UP_WORKSPACE, f"cloning {spec.url}{branch}")
+        if await clone_repository(spec, self.workspace.root, settings.secrets):
+            log.info("conversation %s: cloned %s", self.conversation_id, spec.url)
 
     def _confiner(self, settings: AgentSettings) -> Confiner:
         """The jail of this run's tool processes. A conversation that turned its network

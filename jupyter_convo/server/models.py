@@ -158,6 +158,12 @@ class CreateConversationRequest(ConversationOptions):
     sandbox: Literal["process", "docker"] | None = None
     trigger: str = Field(default="gui", pattern=TRIGGER_PATTERN)
     replay: ReplayOptions | None = None
+    # Start the workspace as a clone: a git URL, or a path inside the Jupyter root. The
+    # token comes from your secrets (GITHUB_TOKEN, GITLAB_TOKEN, BITBUCKET_TOKEN, else
+    # GIT_TOKEN; or the one named in repository_token_secret).
+    repository: str | None = Field(default=None, min_length=1, max_length=2_000)
+    branch: str | None = Field(default=None, min_length=1, max_length=250)
+    repository_token_secret: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class StartConversationRequest(ConversationOptions):

@@ -1015,6 +1015,21 @@ export interface components {
             trigger?: string;
             /** @default null */
             replay?: components["schemas"]["ReplayOptions"] | null;
+            /**
+             * Repository
+             * @default null
+             */
+            repository?: string | null;
+            /**
+             * Branch
+             * @default null
+             */
+            branch?: string | null;
+            /**
+             * Repository Token Secret
+             * @default null
+             */
+            repository_token_secret?: string | null;
         };
         Error: {
             message: string;
