@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 RANK: dict[str, int] = {"low": 0, "medium": 1, "unknown": 2, "high": 3}
 MAX_REASON_CHARS = 400
+# Longer action texts are not searched (the rules' cost grows with the text): high risk.
+MAX_ANALYZED_CHARS = 200_000
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ class RuleAnalyzer(SecurityAnalyzer):
         kind, text = action_text(action)
         if kind is None:
             return Assessment("unknown", f"no rules know {action.kind} actions")
+        if len(text) > MAX_ANALYZED_CHARS:
+            return Assessment("high", f"too long for the analyzer to check ({len(text)} chars)")
         verdict = LOW
         for rule in self.rules:
             if kind in rule.kinds and rule.regex.search(text):

@@ -96,6 +96,8 @@ TABLE: list[tuple[ActionBase, str, str]] = [
     (py("import os\nos.environ['MY_TOKEN']"), "medium", "uses the secret MY_TOKEN"),
     (sh("export GH=ghp_" + "a" * 36), "high", "credential"),
     (edit("key.pem", "-----BEGIN RSA PRIVATE KEY-----\n..."), "high", "credential"),
+    # too long to search
+    (sh("echo " + "a" * 200_001), "high", "too long for the analyzer"),
 ]
 
 
