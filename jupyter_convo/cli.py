@@ -144,11 +144,13 @@ def cmd_start(client: ConvoClient, args: argparse.Namespace) -> int:
         ("workspace", args.workspace),
         ("max_iterations", args.max_iterations),
         ("max_budget_per_task", args.budget),
+        ("repository", args.repository),
+        ("branch", args.branch),
     ):
         if value is not None:
             options[key] = value
     if args.confirm:
-        options["confirmation_mode"] = True
+        options["confirmation_mode"] = args.confirm
     if args.no_network:
         options["network"] = False
     task: dict[str, Any] = {}
@@ -229,9 +231,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--agent", help="the agent backend (default: the server's; see docs/agents.md)")
     p.add_argument("--workspace", help="workspace folder (default: a new one per conversation)")
-    p.add_argument("--confirm", action="store_true", help="ask before risky actions")
+    confirm = p.add_mutually_exclusive_group()
+    confirm.add_argument(
+        "--confirm",
+        action="store_const",
+        const="risky",
+        help="ask before risky actions (high or unrated risk, after the security analyzer)",
+    )
+    confirm.add_argument(
+        "--confirm-all",
+        dest="confirm",
+        action="store_const",
+        const="always",
+        help="ask before every action but thinking and finishing",
+    )
     p.add_argument("--max-iterations", type=int)
     p.add_argument("--budget", type=float, help="maximum cost in USD")
+    p.add_argument(
+        "--repository",
+        help="start the workspace as a clone of this git URL or local path "
+        "(token from your secrets: GITHUB_TOKEN, GITLAB_TOKEN, ... or GIT_TOKEN)",
+    )
+    p.add_argument("--branch", help="the branch to clone (default: the repository's)")
     p.add_argument(
         "--no-network",
         action="store_true",

@@ -23,6 +23,7 @@ from ..events.schema import (
     ActionBase,
     AgentState,
     AgentStateEvent,
+    CondensationEvent,
     ConfirmationEvent,
     ErrorEvent,
     Event,
@@ -33,10 +34,12 @@ from ..events.schema import (
     ThinkEvent,
 )
 from ..events.sink import EventSink
-from .history import IncrementalHistory, tool_call_for
-from .llm import LLM_RATE_LIMITED, LLMClient, LLMError, LLMResponse, ToolCall
+from .condense import CondensationFailed, Condenser, estimate_tokens, latest_condensation
+from .history import IncrementalHistory, Message, tool_call_for
+from .llm import LLM_CONTEXT_TOO_LONG, LLM_RATE_LIMITED, LLMClient, LLMError, LLMResponse, ToolCall
 from .metrics import Metrics
 from .prompts import system_prompt
+from .security import Assessment, build_analyzer, combine, needs_confirmation
 from .settings import AgentSettings
 from .stuck import STUCK_CODE, detect_stuck
 from .tools.base import Tool
@@ -90,7 +93,6 @@ ALLOWED_TRANSITIONS: dict[AgentState, frozenset[AgentState]] = {
 RESUMABLE = frozenset({S.PAUSED, S.RATE_LIMITED, S.ERROR})
 # What the runtime logs each time it starts, before the agent's first event.
 RUNTIME_START_KINDS = frozenset({"status", "sandbox"})
-RISKY = frozenset({"high", "unknown"})
 STOP_GRACE = 10.0  # seconds a cancelled step may take to clean up before its tool is closed
 STUCK_WINDOW = 200  # recent events the stuck check looks at
 NEW_MESSAGE_REJECTION = "the user sent a new message instead"
@@ -146,6 +148,12 @@ def rebuild_from_log(events: Iterable[EventBase]) -> _Snapshot:
             metrics.iterations += 1
             task_cost += event.cost
             awaiting = None  # a later step means the earlier wait is over
+        elif isinstance(event, CondensationEvent):  # the summary's own LLM call
+            metrics.prompt_tokens += event.prompt_tokens
+            metrics.completion_tokens += event.completion_tokens
+            metrics.cost += event.cost
+            metrics.llm_calls += 1
+            task_cost += event.cost
         elif isinstance(event, ActionBase) and event.confirmation == "awaiting":
             awaiting = event
         elif awaiting is not None and event.cause == awaiting.id:
@@ -183,6 +191,7 @@ class AgentController:
             instructions=instructions,
         )
         self._tools = {tool.name: tool for tool in tools}
+        self._analyzer = build_analyzer(settings, workspace.root)
         self._tool_specs = [tool.spec() for tool in tools]
         self._task: asyncio.Task[None] | None = None
         self._pending: _Pending | None = None
@@ -193,6 +202,7 @@ class AgentController:
         self._history = IncrementalHistory(
             system_prompt=self.system_prompt, max_chars=settings.max_output_chars
         )
+        self._condenser = Condenser(llm, settings, self.system_prompt)
         self._running_tool: Tool | None = None
         self._last_state_event: Event | None = None
         self._waiters: list[tuple[frozenset[AgentState], asyncio.Future[AgentState]]] = []
@@ -229,6 +239,9 @@ class AgentController:
         snapshot = rebuild_from_log(history)
         self.metrics = snapshot.metrics
         self._task_cost = snapshot.task_cost
+        condensation = latest_condensation(history)
+        if condensation is not None:  # the LLM goes on from the view it had
+            self._history = self._condenser.history(history, condensation)
         if snapshot.awaiting is not None:
             tool = self._tool_for(snapshot.awaiting)
             if tool is not None:
@@ -291,6 +304,11 @@ class AgentController:
         self._closed = True
         for tool in self._tools.values():
             await self._close_tool(tool)
+        if self._analyzer is not None:
+            try:
+                await self._analyzer.close()
+            except Exception:
+                logger.warning("Closing the security analyzer failed", exc_info=True)
 
     async def join(self, timeout: float | None = None) -> None:
         """Wait until the loop task has ended: no step is in flight or about to start."""
@@ -419,15 +437,25 @@ class AgentController:
         except Exception:
             logger.exception("Could not record the agent failure")
 
-    async def _step(self) -> None:
-        """One LLM step: ask, log the answer, run its tool calls."""
+    def _messages(self) -> list[Message]:
+        """The next request's messages, from the log's events since the last step."""
         new_events = self.events.read(after_id=self._history.checkpoint)
         if new_events:
-            self._seen_id = new_events[-1].id
-        messages = self._history.messages(new_events)
+            self._seen_id = max(self._seen_id, new_events[-1].id)
+        return self._history.messages(new_events)
+
+    async def _step(self) -> None:
+        """One LLM step: ask (condensing the history first if it grew too long), log the
+        answer, run its tool calls."""
+        messages = self._messages()
+        tokens = estimate_tokens(messages, self._tool_specs)
+        if self._condenser.too_long(tokens) and await self._condense("context_window", tokens):
+            messages = self._messages()
         try:
             response = await self.llm.complete(messages, self._tool_specs)
         except LLMError as exc:
+            if exc.code == LLM_CONTEXT_TOO_LONG and await self._condense("context_error", tokens):
+                return  # the loop asks again, with the condensed history
             state = S.RATE_LIMITED if exc.code == LLM_RATE_LIMITED else S.ERROR
             self._fail(exc.code, exc.message, state)
             return
@@ -444,6 +472,28 @@ class AgentController:
                 self._set_state(S.AWAITING_USER_INPUT, reason)
             return
         await self._run_calls(self._with_thought(calls, text))
+
+    async def _condense(self, reason: str, tokens: int) -> bool:
+        """Log a condensation and continue from it; False (with a warning) if none is made."""
+        events = self.events.read()
+        try:
+            event = await self._condenser.condense(
+                events, reason=reason, tokens_before=tokens, tools=self._tool_specs
+            )
+        except CondensationFailed as exc:
+            logger.warning("Could not condense the history: %s", exc.message)
+            return False
+        if self._stopping:
+            return False
+        logged = self._append(event)
+        assert isinstance(logged, CondensationEvent)
+        self.metrics.prompt_tokens += logged.prompt_tokens
+        self.metrics.completion_tokens += logged.completion_tokens
+        self.metrics.cost += logged.cost
+        self.metrics.llm_calls += 1
+        self._task_cost += logged.cost
+        self._history = self._condenser.history(events, logged)
+        return True
 
     def _with_thought(self, calls: list[_Call], text: str) -> list[_Call]:
         """The answer's text becomes the first action's thought (a message if none fits)."""
@@ -464,12 +514,10 @@ class AgentController:
                 self._append(call.error)
                 continue
             assert call.action is not None and call.tool is not None
-            risky = self.settings.confirmation_mode and call.action.security_risk in RISKY
-            action = (
-                call.action.model_copy(update={"confirmation": "awaiting"})
-                if risky
-                else call.action
-            )
+            action = await self._assess(call.action)
+            risky = needs_confirmation(self.settings.confirmation_mode, action)
+            if risky:
+                action = action.model_copy(update={"confirmation": "awaiting"})
             logged = self._append(action)
             assert isinstance(logged, ActionBase)
             if risky:
@@ -482,6 +530,17 @@ class AgentController:
             # Let the event streams send what was just logged: a tool that finishes
             # without waiting (think) would otherwise hold a whole step's events back.
             await asyncio.sleep(0)
+
+    async def _assess(self, action: ActionBase) -> ActionBase:
+        """``action`` with the analyzer's risk and reason (see agent/security.py)."""
+        if self._analyzer is None:
+            return action
+        try:
+            verdict = await self._analyzer.analyze(action)
+        except Exception as exc:  # an analyzer must never take the agent down
+            logger.warning("The security analyzer failed", exc_info=True)
+            verdict = Assessment("unknown", f"the security analyzer failed: {_short(exc)}")
+        return combine(action, verdict)
 
     async def _continue_pending(self, pending: _Pending) -> None:
         """Run a confirmed action, then the rest of its step."""

@@ -89,6 +89,12 @@ class IncrementalHistory:
         if system_prompt:
             self._closed.append({"role": "system", "content": system_prompt})
 
+    def restart(self, prefix: Sequence[Message], checkpoint: int) -> None:
+        """Continue from ``prefix``, the messages for the log up to ``checkpoint`` (a
+        condensed history: agent/condense.py)."""
+        self._closed = list(prefix)
+        self.checkpoint = checkpoint
+
     def messages(self, new_events: Sequence[EventBase]) -> list[Message]:
         """The messages for the log, given its events after ``checkpoint`` (in id order)."""
         builder = _HistoryBuilder(self.max_chars)
@@ -110,7 +116,8 @@ class IncrementalHistory:
 
 def tool_call_for(action: ActionBase) -> tuple[str, dict[str, Any]]:
     """The tool name and arguments an action was (or would have been) called with."""
-    risk = {"security_risk": action.security_risk}
+    # What the LLM sent: its own rating, not the analyzer's (older events have only one).
+    risk = {"security_risk": action.llm_risk or action.security_risk}
     if isinstance(action, CommandEvent):
         args: dict[str, Any] = {"command": action.command}
         if action.timeout is not None:

@@ -139,6 +139,13 @@ class ConversationFold:
             self._set("model", e.get("model") or self.model)
             self.llm_calls += 1
             self.latency += float(e.get("latency") or 0.0)
+        elif kind == "condensation":  # the summary's own LLM call (agent/condense.py)
+            self._set("prompt_tokens", self.prompt_tokens + int(e.get("prompt_tokens") or 0))
+            self._set(
+                "completion_tokens", self.completion_tokens + int(e.get("completion_tokens") or 0)
+            )
+            self._set("cost", self.cost + float(e.get("cost") or 0.0))
+            self.llm_calls += 1
         elif kind == "title":
             self._set("title", e.get("title") or self.title)
         elif kind == "message":

@@ -84,7 +84,11 @@ class EventBase(BaseModel):
 class ActionBase(EventBase):
     """An action the agent (or the user) asks the environment to carry out."""
 
+    # The higher of what the LLM claimed (``llm_risk``) and the security analyzer's
+    # verdict, whose reason is ``risk_reason`` (empty when the LLM's risk stood).
     security_risk: SecurityRisk = "unknown"
+    llm_risk: SecurityRisk | None = None
+    risk_reason: str = ""
     confirmation: Confirmation = "none"
     tool_call_id: str | None = None
     thought: str = ""
@@ -351,6 +355,30 @@ class LLMCallEvent(EventBase):
     response_id: str | None = None
 
 
+class CondensationEvent(EventBase):
+    """The agent condensed its history: from now on the LLM sees events ``start_id`` to
+    ``end_id`` as ``summary`` (the log itself keeps them). Only the latest one counts;
+    its range starts where the previous one's did, so it covers it.
+
+    ``tokens_before``/``tokens_after`` estimate the LLM request without and with it;
+    the summary's own LLM call is counted in ``prompt_tokens``, ``completion_tokens``
+    and ``cost``."""
+
+    kind: Literal["condensation"] = "condensation"
+    source: Source = "agent"
+    start_id: int = Field(ge=0)
+    end_id: int = Field(ge=0)
+    summary: str
+    turns: int = Field(default=0, ge=0)  # assistant messages the summary stands for
+    reason: Literal["context_window", "context_error"] = "context_window"
+    tokens_before: int = Field(default=0, ge=0)
+    tokens_after: int = Field(default=0, ge=0)
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
 # --- replay -----------------------------------------------------------------------------
 
 ReplayVerdict = Literal["reproduced", "diverged"]
@@ -412,6 +440,7 @@ Event = Annotated[
         | ErrorEvent
         | TitleEvent
         | LLMCallEvent
+        | CondensationEvent
         | ReplayStepEvent
         | ReplaySummaryEvent
     ),
@@ -443,6 +472,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "llm_call",
     "replay_step",
     "replay_summary",
+    "condensation",  # last: kinds keep their index codes (events/log/indexfile.py)
 )
 ACTION_KINDS: frozenset[str] = frozenset(
     {"think", "finish", "command", "python", "file_read", "file_edit", "tool_call"}

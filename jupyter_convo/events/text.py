@@ -84,6 +84,12 @@ def event_summary(event: dict[str, Any]) -> str:
             f"{head} llm {event.get('model')} {event.get('prompt_tokens')}+"
             f"{event.get('completion_tokens')} tokens ${event.get('cost', 0):.4f}"
         )
+    if kind == "condensation":
+        return (
+            f"{head} history condensed: events {event.get('start_id')}-{event.get('end_id')}"
+            f" summarised (~{event.get('tokens_before')} -> ~{event.get('tokens_after')}"
+            " tokens)"
+        )
     if kind == "confirmation":
         verdict = "confirmed" if event.get("confirmed") else "rejected"
         return f"{head} {verdict} action {event.get('cause')}"
@@ -118,6 +124,8 @@ def event_text(event: dict[str, Any]) -> str:
         body = event.get("diff", "")
     elif kind == "file_content":
         body = event.get("content", "")
+    elif kind == "condensation":
+        body = event.get("summary", "")
     elif kind == "think":
         body = event.get("thought", "")
     elif kind == "tool_result":

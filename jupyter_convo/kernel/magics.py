@@ -41,8 +41,8 @@ def _named_cell_magic(name: str) -> Callable[[_F], _F]:
 
 USAGE = """\
 %convo start "task" [--model M] [--sandbox KIND] [--agent NAME] [--workspace DIR]
-             [--confirm] [--no-confirm] [--title T] [--max-iterations N] [--budget USD]
-             [--no-network] [--kernel]
+             [--confirm] [--confirm-all] [--no-confirm] [--title T] [--max-iterations N]
+             [--budget USD] [--no-network] [--kernel] [--repository URL [--branch B]]
 %convo send [ID] "message"     %convo stop [ID]     %convo resume [ID]
 %convo show [ID]               %convo list [--limit N] [--status S]
 %convo status [ID]             %convo help
@@ -67,9 +67,13 @@ start     Start a conversation on TASK and show its live view. `conv = %convo st
                                  builtin; `jupyter convo agents` lists them)
             --workspace DIR      the agent's working directory (relative to this
                                  notebook; must be inside the Jupyter root)
-            --confirm            ask before risky actions (confirmation mode)
+            --confirm            ask before risky actions (confirmation mode: high or
+                                 unrated risk, as the security analyzer sees it)
+            --confirm-all        ask before every action but thinking and finishing
             --no-confirm         never ask (also in --kernel mode)
             --title T            the conversation's title
+            --repository URL     start the workspace as a clone of a git URL or path
+            --branch B           the branch to clone
             --max-iterations N   stop after N agent steps
             --budget USD         stop once the LLM cost reaches USD
             --no-network         cut the network of the agent's commands and Python
@@ -141,15 +145,26 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown()
 
 
+def _repository_arg(value: str | None) -> str | None:
+    """A local repository path relative to this notebook, as ``--workspace`` is; URLs
+    (``https://...``, ``git@host:...``) as given."""
+    if value is None or "://" in value or "@" in value.split("/")[0]:
+        return value
+    return os.path.abspath(value)
+
+
 def _add_start_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model")
     parser.add_argument("--sandbox")
     parser.add_argument("--agent")
     parser.add_argument("--workspace")
     confirm = parser.add_mutually_exclusive_group()
-    confirm.add_argument("--confirm", dest="confirm", action="store_true", default=None)
-    confirm.add_argument("--no-confirm", dest="confirm", action="store_false")
+    confirm.add_argument("--confirm", dest="confirm", action="store_const", const="risky")
+    confirm.add_argument("--confirm-all", dest="confirm", action="store_const", const="always")
+    confirm.add_argument("--no-confirm", dest="confirm", action="store_const", const="never")
     parser.add_argument("--title")
+    parser.add_argument("--repository")
+    parser.add_argument("--branch")
     parser.add_argument("--max-iterations", type=int, dest="max_iterations")
     parser.add_argument("--budget", type=float)
     parser.add_argument("--no-network", dest="network", action="store_false", default=None)
@@ -382,8 +397,8 @@ class ConvoMagics(Magics):
     def convo(self, line: str) -> Any:
         """Run, watch and steer AI agent conversations (``%convo help`` for everything).
 
-        %convo start "task" [--model M] [--sandbox KIND] [--workspace DIR]
-                     [--confirm | --no-confirm] [--title T] [--max-iterations N]
+        %convo start "task" [--model M] [--sandbox KIND] [--agent NAME] [--workspace DIR]
+                     [--confirm | --confirm-all | --no-confirm] [--title T] [--max-iterations N]
                      [--budget USD] [--kernel] [--no-view]
         %convo send [ID] "message" | stop [ID] | resume [ID] | show [ID] | list | status [ID]
         %%convo [ID]   (cell magic: the cell body is the message)
@@ -468,6 +483,8 @@ class ConvoMagics(Magics):
             "max_iterations": args.max_iterations,
             "max_budget_per_task": args.budget,
             "network": args.network,
+            "repository": _repository_arg(args.repository),
+            "branch": args.branch,
         }
         options.update({k: v for k, v in values.items() if v is not None})
         return options, bool(args.kernel)

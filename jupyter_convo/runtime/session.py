@@ -21,6 +21,7 @@ from ..agent.cassette import Cassette
 from ..agent.confine import Confiner
 from ..agent.llm import LLMClient
 from ..agent.metrics import Metrics
+from ..agent.repository import clone_repository
 from ..agent.workspace import Workspace
 from ..events.inputs import UserInput
 from ..events.log import EventLog
@@ -135,6 +136,8 @@ class ConversationSession:
                 "restarting" if self.restarted else "",
                 agent=self.agent_name,
             )
+            if settings.repository is not None:
+                await self._clone(settings)
             cassette = Cassette(self.directory / CASSETTE_FILE, secrets=self.secrets)
             llm = LLMClient(settings.llm, cassette=cassette, secrets=self.secrets)
             confiner = self._confiner(settings)
@@ -180,6 +183,15 @@ class ConversationSession:
             if isinstance(event, StatusEvent) and event.agent:
                 return event.agent
         return DEFAULT_AGENT
+
+    async def _clone(self, settings: AgentSettings) -> None:
+        """Start the workspace as a clone of ``settings.repository`` (kept on restart)."""
+        spec = settings.repository
+        assert spec is not None
+        branch = f" ({spec.branch})" if spec.branch else ""
+        self._status(RuntimeStatus.SETTING_UP_WORKSPACE, f"cloning {spec.url}{branch}")
+        if await clone_repository(spec, self.workspace.root, settings.secrets):
+            log.info("conversation %s: cloned %s", self.conversation_id, spec.url)
 
     def _confiner(self, settings: AgentSettings) -> Confiner:
         """The jail of this run's tool processes. A conversation that turned its network

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from ..agent.settings import CondensationSettings, ConfirmationPolicy, SecuritySettings
 from ..events.log import MAX_PAGE_LIMIT as MAX_EVENT_PAGE_LIMIT
 from ..events.schema import ConversationStatus
 from ..store.conversations import MAX_PAGE_LIMIT, StartTaskStatus
@@ -118,7 +119,13 @@ class ConversationOptions(_Strict):
     api_key: SecretStr | None = None
     max_iterations: int | None = Field(default=None, ge=1)
     max_budget_per_task: float | None = Field(default=None, gt=0)
-    confirmation_mode: bool | None = None
+    # true/false are "risky"/"never"; "always" asks before every action but think/finish.
+    confirmation_mode: bool | ConfirmationPolicy | None = None
+    # The security analyzer: "rules" (default), "llm" or "none", and rules of your own.
+    security: SecuritySettings | None = None
+    # The model's context window in tokens (known models have one) and when to condense.
+    context_window: int | None = Field(default=None, ge=1_000)
+    condensation: CondensationSettings | None = None
     kernel_connection_file: str | None = None
     extra_instructions: str | None = None
     # False cuts the network of the agent's tools (kept across restarts); the server's
@@ -155,6 +162,12 @@ class CreateConversationRequest(ConversationOptions):
     agent: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     trigger: str = Field(default="gui", pattern=TRIGGER_PATTERN)
     replay: ReplayOptions | None = None
+    # Start the workspace as a clone: a git URL, or a path inside the Jupyter root. The
+    # token comes from your secrets (GITHUB_TOKEN, GITLAB_TOKEN, BITBUCKET_TOKEN, else
+    # GIT_TOKEN; or the one named in repository_token_secret).
+    repository: str | None = Field(default=None, min_length=1, max_length=2_000)
+    branch: str | None = Field(default=None, min_length=1, max_length=250)
+    repository_token_secret: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class StartConversationRequest(ConversationOptions):

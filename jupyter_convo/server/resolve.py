@@ -19,7 +19,13 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from ..agent.settings import AgentSettings, LLMConfig
+from ..agent.settings import (
+    AgentSettings,
+    CondensationSettings,
+    ConfirmationPolicy,
+    LLMConfig,
+    SecuritySettings,
+)
 from .models import ConversationOptions
 
 ENV_MODEL = "JUPYTER_CONVO_LLM_MODEL"
@@ -40,7 +46,10 @@ class SettingsLayer:
     api_key: str | None = None
     max_iterations: int | None = None
     max_budget_per_task: float | None = None
-    confirmation_mode: bool | None = None
+    confirmation_mode: bool | ConfirmationPolicy | None = None
+    security: SecuritySettings | None = None
+    context_window: int | None = None
+    condensation: CondensationSettings | None = None
     kernel_connection_file: str | None = None
     extra_instructions: str | None = None
     network: bool | None = None
@@ -52,6 +61,8 @@ _AGENT_FIELDS = (
     "max_iterations",
     "max_budget_per_task",
     "confirmation_mode",
+    "security",
+    "condensation",
     "kernel_connection_file",
     "extra_instructions",
     "network",
@@ -74,6 +85,9 @@ def options_layer(options: ConversationOptions | None) -> SettingsLayer:
         max_iterations=options.max_iterations,
         max_budget_per_task=options.max_budget_per_task,
         confirmation_mode=options.confirmation_mode,
+        security=options.security,
+        context_window=options.context_window,
+        condensation=options.condensation,
         kernel_connection_file=options.kernel_connection_file,
         extra_instructions=options.extra_instructions,
         network=options.network,
@@ -115,6 +129,9 @@ def resolve_agent_settings(layers: Sequence[SettingsLayer]) -> AgentSettings:
     url_layer, base_url = _first(layers, "base_url")
     if base_url is not None:
         llm_values["base_url"] = base_url
+    _, window = _first(layers, "context_window")
+    if window is not None:
+        llm_values["context_window"] = window
     key_layer, api_key = _first(layers, "api_key")
     operator_key_to_user_url = (
         key_layer is not None

@@ -86,7 +86,8 @@ class _DisplaySettings(BaseModel):
 
     llm_model: str | None = None
     llm_base_url: BaseUrl = None
-    confirmation_mode: bool | None = None
+    # true/false mean "risky"/"never" (the agent's ConfirmationPolicy).
+    confirmation_mode: bool | Literal["never", "risky", "always"] | None = None
     max_iterations: int | None = Field(default=None, ge=1)
     max_budget_per_task: float | None = Field(default=None, gt=0)
     sandbox: str | None = None
@@ -111,7 +112,8 @@ class SettingsUpdate(BaseModel):
 
     llm_model: str | None = None
     llm_base_url: BaseUrl = None
-    confirmation_mode: bool | None = None
+    # true/false mean "risky"/"never" (the agent's ConfirmationPolicy).
+    confirmation_mode: bool | Literal["never", "risky", "always"] | None = None
     max_iterations: int | None = Field(default=None, ge=1)
     max_budget_per_task: float | None = Field(default=None, gt=0)
     sandbox: str | None = None

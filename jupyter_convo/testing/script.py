@@ -255,7 +255,20 @@ def no_script_message(task: str, scripts: Sequence[Script]) -> str:
 
 
 def count_assistant_messages(messages: Sequence[Any]) -> int:
-    return sum(1 for m in messages if isinstance(m, Mapping) and m.get("role") == "assistant")
+    """The step a request is at: its assistant messages, plus those a condensed history's
+    summary stands for (agent/condense.py), so a condensed run keeps its place."""
+    from ..agent.condense import SUMMARY_TURNS
+
+    count = 0
+    for m in messages:
+        if not isinstance(m, Mapping):
+            continue
+        if m.get("role") == "assistant":
+            count += 1
+        elif m.get("role") == "user":
+            found = SUMMARY_TURNS.search(_content_text(m.get("content"))[:300])
+            count += int(found.group(1)) if found else 0
+    return count
 
 
 def _content_text(content: Any) -> str:

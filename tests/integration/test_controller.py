@@ -598,3 +598,79 @@ async def test_restart_after_a_kill_mid_step_gives_the_action_a_result(
     assert json.loads(messages[2]["tool_calls"][0]["function"]["arguments"])["command"] == (
         "sleep 100"
     )
+
+
+async def test_the_analyzer_makes_an_action_the_llm_called_low_wait(
+    make_agent: Callable[..., Agent], scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.add_script(
+        [
+            tool_call("terminal", {"command": "rm -rf data", "security_risk": "low"}),
+            tool_call("terminal", {"command": "ls", "security_risk": "low"}),
+            reply("Done."),
+        ]
+    )
+    agent = make_agent(confirmation_mode="risky")
+    (agent.workspace.root / "data").mkdir()
+    await agent.controller.start("Tidy up")
+    await agent.settle(S.AWAITING_USER_CONFIRMATION)
+    (action,) = agent.events("command")
+    assert isinstance(action, CommandEvent)
+    assert (action.security_risk, action.llm_risk) == ("high", "low")
+    assert action.risk_reason == "deletes files recursively or by force"
+    assert action.confirmation == "awaiting"
+    assert (agent.workspace.root / "data").is_dir()  # nothing ran
+
+    await agent.controller.handle_input(ConfirmationInput(action_id=action.id, confirmed=False))
+    await agent.settle(S.AWAITING_USER_INPUT)
+    second = agent.events("command")[1]
+    assert isinstance(second, CommandEvent)
+    assert (second.security_risk, second.risk_reason, second.confirmation) == ("low", "", "none")
+    # The LLM is shown its own rating back, not the analyzer's.
+    call = scripted_llm.requests[1]["messages"][2]["tool_calls"][0]
+    assert json.loads(call["function"]["arguments"])["security_risk"] == "low"
+
+
+async def test_confirm_always_asks_before_every_tool_action(
+    make_agent: Callable[..., Agent], scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.add_script(
+        [
+            tool_call("think", {"thought": "plan"}),
+            tool_call("terminal", {"command": "echo safe", "security_risk": "low"}),
+            reply("Done."),
+        ]
+    )
+    agent = make_agent(confirmation_mode="always")
+    await agent.controller.start("Say hi")
+    await agent.settle(S.AWAITING_USER_CONFIRMATION)
+    (command,) = agent.events("command")
+    assert command.security_risk == "low" and command.confirmation == "awaiting"  # type: ignore[union-attr]
+    assert agent.events("think")[0].confirmation == "none"  # type: ignore[union-attr]
+    await agent.controller.handle_input(ConfirmationInput(action_id=command.id, confirmed=True))
+    await agent.settle(S.AWAITING_USER_INPUT)
+    assert "safe" in agent.events("command_output")[0].output  # type: ignore[union-attr]
+
+
+async def test_the_llm_analyzer_raises_a_risk_the_rules_missed(
+    make_agent: Callable[..., Agent], scripted_llm: ScriptedLLM
+) -> None:
+    # The analyzer's request shows the action as its user message: it gets its own script.
+    scripted_llm.add_script(
+        [tool_call("terminal", {"command": "make deploy", "security_risk": "low"}), reply("Ok.")]
+    )
+    scripted_llm.add_script(
+        [reply('{"risk": "high", "reason": "deploys to production"}')], match="make deploy"
+    )
+    agent = make_agent(confirmation_mode="risky", security={"analyzer": "llm"})
+    await agent.controller.start("Ship it")
+    await agent.settle(S.AWAITING_USER_CONFIRMATION)
+    (action,) = agent.events("command")
+    assert action.security_risk == "high"  # type: ignore[union-attr]
+    assert action.risk_reason == "LLM analyzer: deploys to production"  # type: ignore[union-attr]
+    analyzer_request = scripted_llm.requests[1]
+    assert "make deploy" in analyzer_request["messages"][1]["content"]
+    assert "security_risk" not in analyzer_request["messages"][1]["content"]
+    assert "tools" not in analyzer_request or not analyzer_request["tools"]
+    # The analyzer's exchange is not in the conversation's cassette (replay stays exact).
+    assert len(agent.cassette.entries()) == 1

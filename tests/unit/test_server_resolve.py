@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from jupyter_convo.server.models import ConversationOptions
 from jupyter_convo.server.resolve import (
     SettingsLayer,
@@ -34,7 +37,7 @@ def test_first_layer_that_sets_a_value_wins() -> None:
     assert settings.llm.model == "user-model"
     assert settings.llm.base_url == "http://server.example/v1"
     assert settings.max_iterations == 7
-    assert settings.confirmation_mode is True
+    assert settings.confirmation_mode == "risky"  # true reads as the risky policy
     assert settings.llm.api_key is not None
     assert settings.llm.api_key.get_secret_value() == "env-key-123456"
 
@@ -87,3 +90,21 @@ def test_user_key_goes_to_the_operators_endpoint_and_secrets_pass_through() -> N
     assert settings.llm.api_key.get_secret_value() == "user-key-123"
     assert settings.secrets["GITHUB_TOKEN"].get_secret_value() == "ghp-1234567"
     assert "user-key-123" not in repr(settings)
+
+
+def test_conversation_options_carry_the_agents_newer_settings() -> None:
+    options = ConversationOptions.model_validate(
+        {
+            "confirmation_mode": "always",
+            "security": {"analyzer": "none"},
+            "context_window": 32_000,
+            "condensation": {"keep_turns": 2, "threshold": 0.5},
+        }
+    )
+    settings = resolve_agent_settings([options_layer(options)])
+    assert settings.confirmation_mode == "always"
+    assert settings.security.analyzer == "none"
+    assert settings.llm.context_window == 32_000
+    assert (settings.condensation.keep_turns, settings.condensation.threshold) == (2, 0.5)
+    with pytest.raises(ValidationError, match="confirmation_mode"):
+        ConversationOptions.model_validate({"confirmation_mode": "sometimes"})

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 
 from jupyter_server.auth.decorator import authorized
+from pydantic import ValidationError
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ...agent.repository import RepositorySpec
 from ...events.schema import TitleEvent
 from ...manager.base import ConversationStartError
 from ...runtime.models import InitialMessage
@@ -89,6 +91,10 @@ class ConversationCreator(ConvoHandler):
         except ValueError as exc:
             fail(400, f"invalid request body: agent: {exc}")
         settings = settings.model_copy(update={"agent": agent})
+        if request.repository is not None:
+            settings = settings.model_copy(update={"repository": self._repository(request)})
+        elif request.branch is not None:
+            fail(400, "invalid request body: branch: needs a repository")
         from ..share_handlers import replay_source  # share_handlers imports this package
 
         replay, replay_title = await replay_source(self, request.replay)
@@ -103,6 +109,9 @@ class ConversationCreator(ConvoHandler):
                 trigger=request.trigger,
                 replay=replay,
             )
+            if request.repository is not None and task.conversation_id:
+                # Kept in the metadata, so conversations/search?repository= finds it.
+                self.services.store.update(task.conversation_id, repository=request.repository)
         except ValueError as exc:
             fail(400, str(exc))
         except ConversationStartError as exc:
@@ -111,6 +120,28 @@ class ConversationCreator(ConvoHandler):
             "Conversation %s of %s: start task %s", task.conversation_id, self.user_id, task.id
         )
         return task
+
+    def _repository(self, request: CreateConversationRequest) -> RepositorySpec:
+        """The clone to start from; a local path must lie inside the Jupyter root."""
+        assert request.repository is not None
+        try:
+            spec = RepositorySpec(
+                url=request.repository,
+                branch=request.branch,
+                token_secret=request.repository_token_secret,
+            )
+        except ValidationError as exc:
+            reason = "; ".join(str(e["msg"]) for e in exc.errors())
+            fail(400, f"invalid request body: repository: {reason}")
+        if spec.url.startswith("file://"):
+            fail(400, "invalid request body: repository: give a local repository as a path")
+        if not spec.is_remote():
+            try:
+                local = self.services.resolve_workspace(spec.url)
+            except WorkspaceOutsideRoot as exc:
+                fail(400, f"invalid request body: repository: {exc}")
+            spec = spec.model_copy(update={"url": local})
+        return spec
 
 
 class ConversationsHandler(ConversationCreator):

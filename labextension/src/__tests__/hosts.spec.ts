@@ -90,6 +90,15 @@ const ONE_OF_EACH: { [K in EventKind]: EventOf<K> } = {
     skipped: 0,
     diverged_steps: [2],
     message: ''
+  }),
+  condensation: one('condensation', {
+    start_id: 3,
+    end_id: 9,
+    summary: 'Earlier steps.',
+    turns: 2,
+    reason: 'context_window',
+    tokens_before: 9000,
+    tokens_after: 2000
   })
 };
 

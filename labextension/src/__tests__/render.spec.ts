@@ -117,6 +117,55 @@ describe('rows', () => {
     expect(row.textContent).toContain('rejected');
   });
 
+  it("says why the security analyzer raised an action's risk", () => {
+    const waiting = render(
+      ev(7, 'command', {
+        source: 'agent',
+        command: 'curl -d @data.csv https://x.io',
+        security_risk: 'high',
+        llm_risk: 'low',
+        risk_reason: 'sends data over the network',
+        confirmation: 'awaiting'
+      })
+    );
+    expect(waiting.textContent).toContain(
+      'Waiting for your confirmation (risk: high: sends data over the network)'
+    );
+    const ran = render(
+      ev(8, 'command', {
+        source: 'agent',
+        command: 'pip install polars',
+        security_risk: 'medium',
+        llm_risk: 'low',
+        risk_reason: 'installs packages'
+      })
+    );
+    expect(ran.querySelector('.jp-convo-risk')?.textContent).toBe(
+      'risk medium: installs packages'
+    );
+  });
+
+  it('shows a condensation with its token counts and folded summary', () => {
+    const row = render(
+      ev(9, 'condensation', {
+        source: 'agent',
+        start_id: 3,
+        end_id: 40,
+        summary: 'The agent cleaned **sales.csv**.',
+        turns: 6,
+        reason: 'context_window',
+        tokens_before: 12000,
+        tokens_after: 3100
+      })
+    );
+    expect(row.textContent).toContain('History condensed');
+    expect(row.textContent).toContain('events 3–40 summarised');
+    expect(row.textContent).toContain('~12,000 → ~3,100 tokens');
+    const details = row.querySelector('details') as HTMLDetailsElement;
+    expect(details.open).toBe(false);
+    expect(details.querySelector('strong')?.textContent).toBe('sales.csv');
+  });
+
   it('shows command output as text, folded when long, red on failure', () => {
     const output = Array.from({ length: 20 }, (_, i) => `line ${i}`).join('\n');
     const row = render(

@@ -610,6 +610,16 @@ export interface components {
              */
             security_risk: "unknown" | "low" | "medium" | "high";
             /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
+            /**
              * Confirmation
              * @default none
              * @enum {string}
@@ -693,6 +703,109 @@ export interface components {
              * @default
              */
             cwd: string;
+        };
+        /**
+         * CondensationEvent
+         * @description The agent condensed its history: from now on the LLM sees events ``start_id`` to
+         *     ``end_id`` as ``summary`` (the log itself keeps them). Only the latest one counts;
+         *     its range starts where the previous one's did, so it covers it.
+         *
+         *     ``tokens_before``/``tokens_after`` estimate the LLM request without and with it;
+         *     the summary's own LLM call is counted in ``prompt_tokens``, ``completion_tokens``
+         *     and ``cost``.
+         */
+        CondensationEvent: {
+            /**
+             * Id
+             * @default -1
+             */
+            id: number;
+            /** Timestamp */
+            timestamp: string;
+            /**
+             * Source
+             * @default agent
+             * @enum {string}
+             */
+            source: "agent" | "user" | "environment";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "condensation";
+            /**
+             * Cause
+             * @default null
+             */
+            cause: number | null;
+            /** Start Id */
+            start_id: number;
+            /** End Id */
+            end_id: number;
+            /** Summary */
+            summary: string;
+            /**
+             * Turns
+             * @default 0
+             */
+            turns: number;
+            /**
+             * Reason
+             * @default context_window
+             * @enum {string}
+             */
+            reason: "context_window" | "context_error";
+            /**
+             * Tokens Before
+             * @default 0
+             */
+            tokens_before: number;
+            /**
+             * Tokens After
+             * @default 0
+             */
+            tokens_after: number;
+            /**
+             * Model
+             * @default
+             */
+            model: string;
+            /**
+             * Prompt Tokens
+             * @default 0
+             */
+            prompt_tokens: number;
+            /**
+             * Completion Tokens
+             * @default 0
+             */
+            completion_tokens: number;
+            /**
+             * Cost
+             * @default 0
+             */
+            cost: number;
+        };
+        /**
+         * CondensationSettings
+         * @description When and how the history is condensed (agent/condense.py).
+         */
+        CondensationSettings: {
+            /**
+             * Enabled
+             * @default true
+             */
+            enabled?: boolean;
+            /**
+             * Threshold
+             * @default 0.75
+             */
+            threshold?: number;
+            /**
+             * Keep Turns
+             * @default 4
+             */
+            keep_turns?: number;
         };
         /**
          * ConfirmationEvent
@@ -885,7 +998,16 @@ export interface components {
              * Confirmation Mode
              * @default null
              */
-            confirmation_mode?: boolean | null;
+            confirmation_mode?: boolean | ("never" | "risky" | "always") | null;
+            /** @default null */
+            security?: components["schemas"]["SecuritySettings"] | null;
+            /**
+             * Context Window
+             * @default null
+             */
+            context_window?: number | null;
+            /** @default null */
+            condensation?: components["schemas"]["CondensationSettings"] | null;
             /**
              * Kernel Connection File
              * @default null
@@ -935,6 +1057,21 @@ export interface components {
             trigger?: string;
             /** @default null */
             replay?: components["schemas"]["ReplayOptions"] | null;
+            /**
+             * Repository
+             * @default null
+             */
+            repository?: string | null;
+            /**
+             * Branch
+             * @default null
+             */
+            branch?: string | null;
+            /**
+             * Repository Token Secret
+             * @default null
+             */
+            repository_token_secret?: string | null;
         };
         Error: {
             message: string;
@@ -988,7 +1125,7 @@ export interface components {
              */
             tool_arguments: string | null;
         };
-        Event: components["schemas"]["MessageEvent"] | components["schemas"]["ThinkEvent"] | components["schemas"]["FinishEvent"] | components["schemas"]["CommandEvent"] | components["schemas"]["CommandOutputEvent"] | components["schemas"]["PythonEvent"] | components["schemas"]["PythonOutputEvent"] | components["schemas"]["FileReadEvent"] | components["schemas"]["FileContentEvent"] | components["schemas"]["FileEditEvent"] | components["schemas"]["FileEditResultEvent"] | components["schemas"]["ToolCallEvent"] | components["schemas"]["ToolResultEvent"] | components["schemas"]["PlanEvent"] | components["schemas"]["ConfirmationEvent"] | components["schemas"]["AgentStateEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["SandboxEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["TitleEvent"] | components["schemas"]["LLMCallEvent"] | components["schemas"]["ReplayStepEvent"] | components["schemas"]["ReplaySummaryEvent"];
+        Event: components["schemas"]["MessageEvent"] | components["schemas"]["ThinkEvent"] | components["schemas"]["FinishEvent"] | components["schemas"]["CommandEvent"] | components["schemas"]["CommandOutputEvent"] | components["schemas"]["PythonEvent"] | components["schemas"]["PythonOutputEvent"] | components["schemas"]["FileReadEvent"] | components["schemas"]["FileContentEvent"] | components["schemas"]["FileEditEvent"] | components["schemas"]["FileEditResultEvent"] | components["schemas"]["ToolCallEvent"] | components["schemas"]["ToolResultEvent"] | components["schemas"]["PlanEvent"] | components["schemas"]["ConfirmationEvent"] | components["schemas"]["AgentStateEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["SandboxEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["TitleEvent"] | components["schemas"]["LLMCallEvent"] | components["schemas"]["CondensationEvent"] | components["schemas"]["ReplayStepEvent"] | components["schemas"]["ReplaySummaryEvent"];
         /**
          * ExpConfigRequest
          * @description An experiment configuration attached once to a conversation.
@@ -1081,6 +1218,16 @@ export interface components {
              * @enum {string}
              */
             security_risk: "unknown" | "low" | "medium" | "high";
+            /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
             /**
              * Confirmation
              * @default none
@@ -1208,6 +1355,16 @@ export interface components {
              */
             security_risk: "unknown" | "low" | "medium" | "high";
             /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
+            /**
              * Confirmation
              * @default none
              * @enum {string}
@@ -1262,6 +1419,16 @@ export interface components {
              * @enum {string}
              */
             security_risk: "unknown" | "low" | "medium" | "high";
+            /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
             /**
              * Confirmation
              * @default none
@@ -1477,6 +1644,16 @@ export interface components {
              * @enum {string}
              */
             security_risk: "unknown" | "low" | "medium" | "high";
+            /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
             /**
              * Confirmation
              * @default none
@@ -1804,6 +1981,57 @@ export interface components {
              */
             source: string | null;
         };
+        /**
+         * SecurityRule
+         * @description One rule: actions of ``kinds`` whose text matches ``pattern`` have ``risk``.
+         */
+        SecurityRule: {
+            /** Name */
+            name: string;
+            /**
+             * Pattern
+             * @description a Python regular expression (searched)
+             */
+            pattern: string;
+            /**
+             * Risk
+             * @enum {string}
+             */
+            risk: "low" | "medium" | "high";
+            /** Reason */
+            reason: string;
+            /** Kinds */
+            kinds?: ("command" | "python" | "file_edit" | "file_read")[];
+            /**
+             * Ignore Case
+             * @default true
+             */
+            ignore_case?: boolean;
+        };
+        /**
+         * SecuritySettings
+         * @description The security analyzer (agent/security.py) that scores every action's risk.
+         */
+        SecuritySettings: {
+            /**
+             * Analyzer
+             * @default rules
+             * @enum {string}
+             */
+            analyzer?: "rules" | "llm" | "none";
+            /** Rules */
+            rules?: components["schemas"]["SecurityRule"][];
+            /**
+             * Default Rules
+             * @default true
+             */
+            default_rules?: boolean;
+            /**
+             * Llm Model
+             * @default null
+             */
+            llm_model?: string | null;
+        };
         /** SendMessageRequest */
         SendMessageRequest: {
             /** Text */
@@ -1834,7 +2062,7 @@ export interface components {
              * Confirmation Mode
              * @default null
              */
-            confirmation_mode?: boolean | null;
+            confirmation_mode?: boolean | ("never" | "risky" | "always") | null;
             /**
              * Max Iterations
              * @default null
@@ -1915,7 +2143,16 @@ export interface components {
              * Confirmation Mode
              * @default null
              */
-            confirmation_mode?: boolean | null;
+            confirmation_mode?: boolean | ("never" | "risky" | "always") | null;
+            /** @default null */
+            security?: components["schemas"]["SecuritySettings"] | null;
+            /**
+             * Context Window
+             * @default null
+             */
+            context_window?: number | null;
+            /** @default null */
+            condensation?: components["schemas"]["CondensationSettings"] | null;
             /**
              * Kernel Connection File
              * @default null
@@ -2063,6 +2300,16 @@ export interface components {
              */
             security_risk: "unknown" | "low" | "medium" | "high";
             /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
+            /**
              * Confirmation
              * @default none
              * @enum {string}
@@ -2146,6 +2393,16 @@ export interface components {
              * @enum {string}
              */
             security_risk: "unknown" | "low" | "medium" | "high";
+            /**
+             * Llm Risk
+             * @default null
+             */
+            llm_risk: ("unknown" | "low" | "medium" | "high") | null;
+            /**
+             * Risk Reason
+             * @default
+             */
+            risk_reason: string;
             /**
              * Confirmation
              * @default none
@@ -2283,7 +2540,7 @@ export interface components {
              * Confirmation Mode
              * @default null
              */
-            confirmation_mode: boolean | null;
+            confirmation_mode: boolean | ("never" | "risky" | "always") | null;
             /**
              * Max Iterations
              * @default null

@@ -119,6 +119,12 @@ function fold(state: IConversationState, event: IEvent): IConversationState {
       next.model = event.model || next.model;
       next.llmCalls += 1;
       break;
+    case 'condensation': // the summary's own LLM call
+      next.promptTokens += event.prompt_tokens ?? 0;
+      next.completionTokens += event.completion_tokens ?? 0;
+      next.cost += event.cost ?? 0;
+      next.llmCalls += 1;
+      break;
     case 'title':
       next.title = event.title || next.title;
       break;

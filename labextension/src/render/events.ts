@@ -49,7 +49,12 @@ function row(css: string, event: IEvent, ...children: Child[]): HTMLElement {
   return node;
 }
 
-/** The thought attached to an action, and its confirmation state. */
+/** Why the security analyzer rated an action higher than the agent did, if it did. */
+function riskReason(event: IActionEvent): string {
+  return event.risk_reason ? `: ${event.risk_reason}` : '';
+}
+
+/** The thought attached to an action, its risk reason and confirmation state. */
 function actionExtras(event: IActionEvent, ctx: IRenderContext): Child[] {
   const parts: Child[] = [];
   if (event.thought) {
@@ -61,13 +66,19 @@ function actionExtras(event: IActionEvent, ctx: IRenderContext): Child[] {
         'div',
         'jp-convo-awaiting-note',
         h('b', '', 'Waiting for your confirmation'),
-        ` (risk: ${event.security_risk ?? 'unknown'})`
+        ` (risk: ${event.security_risk ?? 'unknown'}${riskReason(event)})`
       )
     );
-  } else if (
-    event.confirmation === 'confirmed' ||
-    event.confirmation === 'rejected'
-  ) {
+  } else if (event.risk_reason) {
+    parts.push(
+      h(
+        'div',
+        'jp-convo-muted jp-convo-risk',
+        `risk ${event.security_risk ?? 'unknown'}${riskReason(event)}`
+      )
+    );
+  }
+  if (event.confirmation === 'confirmed' || event.confirmation === 'rejected') {
     parts.push(h('div', 'jp-convo-muted', event.confirmation));
   }
   return parts;
@@ -323,6 +334,21 @@ const RENDERERS: Renderers = {
       pre(lines.join('\n'))
     );
     return row('jp-convo-muted jp-convo-sandbox', e, details);
+  },
+  condensation: (e, ctx) => {
+    const before = Number(e.tokens_before ?? 0).toLocaleString('en-US');
+    const after = Number(e.tokens_after ?? 0).toLocaleString('en-US');
+    const why =
+      e.reason === 'context_error'
+        ? 'the model said the history was too long'
+        : 'the history neared the context window';
+    return row(
+      'jp-convo-muted jp-convo-condensation',
+      e,
+      label('History condensed'),
+      `events ${e.start_id}–${e.end_id} summarised (${why}; ~${before} → ~${after} tokens)`,
+      foldable('summary', markdown(e.summary, ctx), 0, false)
+    );
   },
   replay_step: e => {
     const verdict = String(e.verdict ?? '');

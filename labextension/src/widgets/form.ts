@@ -38,6 +38,11 @@ export class NewConversationForm extends Widget {
       'workspace',
       "Folder (empty: the conversation's own)"
     );
+    this._repository = this._input(
+      'repository',
+      'Git URL or path to clone (optional)'
+    );
+    this._branch = this._input('branch', 'Branch (default branch)');
     const useFolder = h(
       'button',
       'jp-convo-use-folder jp-mod-styled',
@@ -85,6 +90,8 @@ export class NewConversationForm extends Widget {
       this._field('Task', this._task),
       this._field('Model', this._model),
       this._field('Sandbox', this._sandbox),
+      this._field('Repository', this._repository),
+      this._field('Branch', this._branch),
       this._field(
         'Workspace',
         h('div', 'jp-convo-row-inputs', this._workspace, useFolder)
@@ -116,6 +123,8 @@ export class NewConversationForm extends Widget {
     this._confirm.checked = defaults.confirmationMode;
     this._noNetwork.checked = false;
     this._workspace.value = '';
+    this._repository.value = '';
+    this._branch.value = '';
     this.setError('');
     this.setBusy(false);
   }
@@ -187,6 +196,14 @@ export class NewConversationForm extends Widget {
     const workspace = this._workspace.value.trim();
     if (workspace) {
       body.workspace = workspace;
+    }
+    const repository = this._repository.value.trim();
+    if (repository) {
+      body.repository = repository;
+      const branch = this._branch.value.trim();
+      if (branch) {
+        body.branch = branch;
+      }
     }
     if (this._noNetwork.checked) {
       body.network = false;
@@ -278,6 +295,8 @@ export class NewConversationForm extends Widget {
   private _sandbox: HTMLSelectElement;
   private _defaultSandbox = '';
   private _confirm: HTMLInputElement;
+  private _repository: HTMLInputElement;
+  private _branch: HTMLInputElement;
   private _noNetwork: HTMLInputElement;
   private _error: HTMLElement;
   private _start: HTMLButtonElement;
