@@ -132,7 +132,7 @@ def test_confirm_and_reject_buttons_steer_the_agent(
         "view": "kernel",
         "action": "confirm",
         "ok": True,
-    }
+    }, view.widget.notice  # the failure's message, when the button failed
     assert view.notice == ""
     assert conv.wait(WAIT) == "awaiting_user_confirmation"
     second = conv.pending_action

@@ -50,7 +50,7 @@ def test_the_built_in_kinds_come_from_entry_points() -> None:
 
 
 def test_an_unknown_kind_names_the_installed_ones() -> None:
-    with pytest.raises(UnknownSandboxKind, match=r"'vm'.*docker, process"):
+    with pytest.raises(UnknownSandboxKind, match=r"'vm'.*docker, kubernetes, process"):
         load_sandbox_class("vm")
 
 
