@@ -175,12 +175,14 @@ class Launcher:
                         f"the runtime could not start the conversation: {exc.message}"
                     ) from exc
                 runtime.bound = True
+                # Bound: it takes inputs from now on. Watchers may already see the agent's
+                # first answer (the sync below relays it), and a reply must not be refused.
+                runtime.ready = True
                 # Fold what the runtime logged while starting (STARTING_RUNTIME, READY...)
                 # before the start returns: relayed later, it would turn the status the
                 # caller sees back to STARTING for a moment.
                 await relay.sync_from_log()
                 relay.attach(handle.url, key)
-                runtime.ready = True
                 self.supervisor.watch(runtime)
             except BaseException:
                 self.supervisor.runtimes.pop(conversation_id, None)
