@@ -3,6 +3,7 @@
  * notebook widget: buttons, the confirmation bar, the message box, the notice line and the
  * start progress.
  */
+import { SandboxSummary, sandboxBadge } from '../models/state';
 import { h } from './dom';
 
 /** Start-task steps, in order (READY ends the start). */
@@ -100,6 +101,20 @@ export function startText(
     text: `Starting (${step}/${START_STEPS.length - 1}): ${what}…`,
     failed: false
   };
+}
+
+/** Show in `node` how the agent's tools are isolated (hidden until the runtime said so). */
+export function showSandbox(
+  node: HTMLElement,
+  sandbox: SandboxSummary | null
+): void {
+  const badge = sandboxBadge(sandbox);
+  node.hidden = !badge;
+  if (badge) {
+    node.className = `jp-convo-sandbox-badge jp-convo-sandbox-${badge.kind}`;
+    node.textContent = badge.text;
+    node.title = badge.title;
+  }
 }
 
 /** Show `startText` in `node` (hidden when null). */

@@ -4,7 +4,7 @@
  * (widget/protocol.ts), so it runs in any anywidget host, with no JupyterLab services.
  */
 import { formatMetrics } from '../models/format';
-import { displayState, sandboxBadge } from '../models/state';
+import { displayState } from '../models/state';
 import { IRenderContext } from '../render/context';
 import {
   ConfirmBar,
@@ -13,6 +13,7 @@ import {
   messageBox,
   noticeLine,
   setNotice,
+  showSandbox,
   showStart,
   startText
 } from '../render/controls';
@@ -183,13 +184,7 @@ export class NotebookView {
     const shown = displayState(state.status, state.agent_state);
     this._badge.className = `jp-convo-badge jp-convo-badge-${shown}`;
     this._badge.textContent = shown.replace(/_/g, ' ');
-    const sandbox = sandboxBadge(state.sandbox ?? null);
-    this._sandboxBadge.hidden = !sandbox;
-    if (sandbox) {
-      this._sandboxBadge.className = `jp-convo-sandbox-badge jp-convo-sandbox-${sandbox.kind}`;
-      this._sandboxBadge.textContent = sandbox.text;
-      this._sandboxBadge.title = sandbox.title;
-    }
+    showSandbox(this._sandboxBadge, state.sandbox ?? null);
     const metrics = state.metrics;
     const calls = metrics.llm_calls;
     this._meta.replaceChildren(

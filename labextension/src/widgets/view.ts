@@ -9,7 +9,7 @@ import { Widget } from '@lumino/widgets';
 
 import { ConversationModel, IStateChange } from '../models/conversation';
 import { formatMetrics } from '../models/format';
-import { displayState, isActive, sandboxBadge } from '../models/state';
+import { displayState, isActive } from '../models/state';
 import { IRenderContext } from '../render/context';
 import {
   ConfirmBar,
@@ -18,6 +18,7 @@ import {
   messageBox,
   noticeLine,
   setNotice,
+  showSandbox,
   showStart,
   startText
 } from '../render/controls';
@@ -227,13 +228,7 @@ export class ConversationView extends Widget {
         : 'loading';
     this._badge.className = `jp-convo-badge jp-convo-badge-${shown}`;
     this._badge.textContent = shown.replace(/_/g, ' ');
-    const sandbox = sandboxBadge(state.sandbox);
-    this._sandboxBadge.hidden = !sandbox;
-    if (sandbox) {
-      this._sandboxBadge.className = `jp-convo-sandbox-badge jp-convo-sandbox-${sandbox.kind}`;
-      this._sandboxBadge.textContent = sandbox.text;
-      this._sandboxBadge.title = sandbox.title;
-    }
+    showSandbox(this._sandboxBadge, state.sandbox);
     const parts = [
       formatMetrics(state.promptTokens, state.completionTokens, state.cost),
       state.model ?? ''
