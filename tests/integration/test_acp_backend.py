@@ -33,7 +33,7 @@ from jupyter_convo.testing.acp_agent import SCRIPT_ENV
 from jupyter_convo.testing.echo_agent import write_agent_entry_point
 
 if TYPE_CHECKING:
-    from conftest import RuntimeProcess, StartRuntime
+    from runtime_harness import RuntimeProcess, StartRuntime
 
 pytestmark = pytest.mark.integration
 
@@ -335,10 +335,12 @@ async def test_a_restart_continues_the_session_or_primes_a_new_one(
     async with first.client() as client:
         assert (await client.post(f"/api/conversations/{cid}/stop")).status_code == 200
     assert first.wait_exit() == 0
+    first_run_last_id = stored(first, cid)[-1].id
 
     second = await start_runtime(env=env)
     assert (await create(second, cid, llm, bwrap, "which word?")).status_code == 201
-    stream = await second.connect(cid)
+    # Only the second run's events: the first run's own "awaiting" state is in the log too.
+    stream = await second.connect(cid, after_id=first_run_last_id)
     await stream.until(state_is("awaiting_user_input"))
     events = stored(second, cid)
     said = [e.text for e in events if isinstance(e, MessageEvent) and e.source == "agent"]

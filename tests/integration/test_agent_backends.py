@@ -15,7 +15,7 @@ from jupyter_convo.testing import ScriptedLLM, llm_config_for, reply
 from jupyter_convo.testing.echo_agent import ECHO_PREFIX, write_agent_entry_point
 
 if TYPE_CHECKING:
-    from conftest import StartRuntime
+    from runtime_harness import StartRuntime
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import StartRuntime
+from runtime_harness import StartRuntime
 from signal_helpers import SignalState, inherited_signals, signal_state
 
 from jupyter_convo.agent.confine import ConfinementSpec, Confiner, probe

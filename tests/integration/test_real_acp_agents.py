@@ -23,7 +23,7 @@ from jupyter_convo.runtime.agents.registry import KNOWN_AGENTS
 from jupyter_convo.testing import ScriptedLLM, llm_config_for, reply
 
 if TYPE_CHECKING:
-    from conftest import StartRuntime
+    from runtime_harness import StartRuntime
 
 pytestmark = [
     pytest.mark.integration,

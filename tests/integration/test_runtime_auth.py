@@ -16,7 +16,7 @@ import tornado.httpclient
 from jupyter_convo.agent.settings import LLMConfig
 
 if TYPE_CHECKING:
-    from conftest import StartRuntime
+    from runtime_harness import StartRuntime
 
 pytestmark = pytest.mark.integration
 

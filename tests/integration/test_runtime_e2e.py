@@ -35,7 +35,7 @@ from jupyter_convo.events.schema import (
 from jupyter_convo.testing import ScriptedLLM, error, llm_config_for, reply, tool_call
 
 if TYPE_CHECKING:
-    from conftest import StartRuntime
+    from runtime_harness import StartRuntime
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import StartRuntime
+from runtime_harness import StartRuntime
 
 from jupyter_convo.agent.history import build_messages
 from jupyter_convo.events.schema import (

@@ -13,7 +13,7 @@ import pytest
 from jupyter_convo.agent.settings import LLMConfig
 
 if TYPE_CHECKING:
-    from conftest import RuntimeProcess, StartRuntime
+    from runtime_harness import RuntimeProcess, StartRuntime
 
 pytestmark = pytest.mark.integration
 

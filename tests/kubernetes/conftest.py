@@ -7,30 +7,18 @@ the test's data directory (the "pod" runs on this machine, so the paths are the 
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kube_harness import CLAIM, NAMESPACE, MakeManager, MakeSandbox, free_port
 from traitlets.config import Config
 
 from jupyter_convo.manager.config import ManagerConfig
 from jupyter_convo.manager.nested import NestedConversationManager
 from jupyter_convo.manager.sandboxes.kubernetes import KubernetesSandbox
 from jupyter_convo.testing.fake_kubernetes import FakeKubernetes
-
-NAMESPACE = "jhub"
-CLAIM = "claim-ada"
-
-MakeSandbox = Callable[..., KubernetesSandbox]
-MakeManager = Callable[..., Awaitable[NestedConversationManager]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

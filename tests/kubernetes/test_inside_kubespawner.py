@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import NAMESPACE, MakeSandbox
+from kube_harness import NAMESPACE, MakeSandbox
 from test_sandbox_contract import CID, KEY, POD
 
 from jupyter_convo.manager.sandboxes.base import SandboxStartError

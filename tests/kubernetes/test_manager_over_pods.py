@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import NAMESPACE, MakeManager
+from kube_harness import NAMESPACE, MakeManager
 from lifecycle import WAIT, Collector, agent_says, create_ready, lifecycle, server_restart
 
 from jupyter_convo.agent.settings import AgentSettings

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CLAIM, NAMESPACE, MakeSandbox
+from kube_harness import CLAIM, NAMESPACE, MakeSandbox
 
 from jupyter_convo.manager.sandboxes.base import SandboxStartError
 from jupyter_convo.manager.sandboxes.kubernetes import manifests

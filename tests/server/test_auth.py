@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import BOB, Api, state_is
+from server_harness import BOB, Api, state_is
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.routing import PathMatches, Rule, RuleRouter
 from tornado.web import RequestHandler

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Api, state_is
+from server_harness import Api, state_is
 from traitlets.config import Config
 
 from jupyter_convo.agent.confine import probe

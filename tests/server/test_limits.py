@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import Api, state_is
+from server_harness import Api, state_is
 from test_routes import multipart, record, services_of
 
 from jupyter_convo.events.schema import ErrorEvent

@@ -13,7 +13,7 @@ import asyncio
 import gc
 from typing import Any
 
-from conftest import WAIT, Api
+from server_harness import WAIT, Api
 from test_routes import services_of
 
 from jupyter_convo.events.schema import PythonOutputEvent

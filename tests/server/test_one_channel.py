@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Api, state_is
+from server_harness import Api, state_is
 from test_routes import multipart
 from traitlets.config import Config
 

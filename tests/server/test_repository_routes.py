@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Api
+from server_harness import Api
 from test_routes import files_containing, services_of
 
 from jupyter_convo.testing import ScriptedLLM, reply

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import WAIT, Api, kill_process_group, state_is
+from server_harness import WAIT, Api, kill_process_group, state_is
 
 from jupyter_convo.events.schema import AgentStateEvent, ErrorEvent
 from jupyter_convo.server.app import ConvoExtension

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from conftest import Api, EventSocket, state_is
+from server_harness import Api, EventSocket, state_is
 
 from jupyter_convo.events.log import EventLog
 from jupyter_convo.events.schema import (

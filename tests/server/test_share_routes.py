@@ -11,7 +11,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import WAIT, Api
+from server_harness import WAIT, Api
 
 from jupyter_convo.events.schema import Event, ReplayStepEvent, ReplaySummaryEvent
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Api, EventSocket, state_is
+from server_harness import Api, EventSocket, state_is
 from tornado.httpclient import HTTPClientError
 
 from jupyter_convo.events.schema import ErrorEvent, Event, event_to_json
